@@ -1,0 +1,20 @@
+// DLPack 0.6 interchange for dcpp tensors, so another framework's tensors can
+// be checkpointed without a copy.
+//
+// to_dlpack: the returned DLManagedTensor keeps the tensor's storage alive
+// until its deleter is called (by the consumer). from_dlpack: the returned
+// Tensor borrows the producer's memory and calls its deleter when the last
+// handle goes. Only kDLCPU tensors are accepted. Types DLPack 0.6 cannot
+// express (bool, float8) raise Error(kUnsupported).
+#pragma once
+
+#include "dcpp/tensor.h"
+
+struct DLManagedTensor;
+
+namespace dcpp {
+
+DLManagedTensor* to_dlpack(const Tensor& tensor);
+Tensor from_dlpack(DLManagedTensor* managed);
+
+}  // namespace dcpp
