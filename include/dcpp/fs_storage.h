@@ -1,0 +1,187 @@
+// The native dcpp checkpoint format: FileSystemWriter / FileSystemReader.
+//
+// A checkpoint is one directory: one data file per writing rank
+// ("data-00003.bin"), items at 4096-byte-aligned offsets, raw little-endian
+// row-major bytes with an XXH3-64 checksum per fixed block, and a binary
+// metadata file ("dcpp.metadata") written last, atomically; its presence
+// means the checkpoint is complete. A save writes into a staging directory
+// beside the target and swaps it in at commit, so the target path always
+// holds the old complete checkpoint or the new one. docs/format.md describes
+// every byte.
+//
+// Ownership: writers and readers hold a shared_ptr to their FileSystem (the
+// injected seam, PosixFileSystem by default). Thread-safety: one writer or
+// reader object serves one rank of one save or load and is not thread-safe
+// (separate objects for separate thread-ranks are fine). BlockReader is
+// thread-safe: several threads may read boxes through one instance.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dcpp/io.h"
+#include "dcpp/metadata.h"
+#include "dcpp/storage.h"
+#include "dcpp/tensor.h"
+
+namespace dcpp {
+
+inline constexpr uint32_t kFsFormatVersion = 1;   // the newest version this dcpp reads and writes
+inline constexpr std::string_view kFsFormatName = "dcpp";
+inline constexpr std::string_view kMetadataFileName = "dcpp.metadata";
+inline constexpr uint64_t kDefaultBlockSize = 1 << 20;
+
+// "data-00003.bin": the data file written by `rank`.
+std::string data_file_name(int rank);
+// "<parent>/.<name>.dcpp-staging": where a save into `path` is staged.
+std::string staging_path(const std::string& path);
+
+// ---- metadata encoding (docs/format.md, "Metadata file") ----
+
+// Binary encoding, version kFsFormatVersion, with its trailing self-checksum.
+// Throws Error(kInvalidArgument) for metadata that cannot be encoded
+// (a block checksum count that does not match the byte length, a bad file name).
+std::vector<std::byte> encode_metadata(const Metadata& metadata);
+// Decodes and validates. `source` names the file in error messages.
+// Error(kCorrupt) for any structural problem (with the byte offset), a
+// checksum mismatch, or a file name that is absolute or climbs out;
+// Error(kUnsupported) for a format version newer than kFsFormatVersion.
+Metadata decode_metadata(const void* data, size_t size, const std::string& source);
+// A human-readable JSON rendering (for `dcpp inspect --json`): checksums as
+// 16-digit hex strings, paths as arrays of strings and integers.
+std::string metadata_to_json(const Metadata& metadata, bool pretty = true);
+// Throws Error(kCorrupt) naming `key` and `file` unless `file` is a plain
+// relative path: not empty, not absolute, no empty, "." or ".." component, no NUL.
+void validate_relative_file_name(const std::string& key, const std::string& file);
+
+// ---- checkpoint directory state ----
+
+enum class CheckpointState {
+  kMissing,     // nothing at the path
+  kEmpty,       // an empty directory
+  kComplete,    // a directory holding dcpp.metadata
+  kIncomplete,  // a directory holding only what an unfinished dcpp save leaves
+  kForeign,     // anything else: never written to or removed by dcpp
+};
+CheckpointState checkpoint_state(FileSystem& fs, const std::string& path);
+
+// ---- writer ----
+
+struct FileSystemWriterOptions {
+  FileSystemPtr filesystem = nullptr;  // null = default_file_system()
+  // Replace a complete checkpoint already at the path (atomically, at commit).
+  // false: prepare() refuses with Error(kInvalidArgument) before writing anything.
+  bool overwrite = true;
+  uint64_t block_size = kDefaultBlockSize;  // checksum block size, recorded in the metadata
+  // Open data files with O_DIRECT when the file system allows it (falls back
+  // to buffered I/O otherwise); data then goes through an aligned staging buffer.
+  bool direct_io = false;
+  size_t staging_buffer_bytes = 8 << 20;  // direct I/O staging buffer (rounded to 4096)
+};
+
+class FileSystemWriter final : public StorageWriter {
+ public:
+  explicit FileSystemWriter(std::string path, FileSystemWriterOptions options = {});
+  ~FileSystemWriter() override;
+
+  void set_up(int rank, int world_size, bool is_coordinator) override;
+  void prepare() override;
+  std::vector<WriteResult> write_data(const SavePlan& plan, SavePlanner& planner) override;
+  void finish(Metadata metadata, const std::vector<std::vector<WriteResult>>& results) override;
+  void abort() noexcept override;
+
+  const std::string& path() const { return path_; }
+  const std::string& staging_dir() const { return staging_; }
+
+ private:
+  void check_target_replaceable(CheckpointState state) const;
+  void write_metadata_file(const Metadata& metadata);
+  void commit();
+
+  std::string path_;
+  std::string staging_;
+  FileSystemWriterOptions options_;
+  FileSystemPtr fs_;
+  int rank_ = 0;
+  int world_size_ = 1;
+  bool is_coordinator_ = true;
+  bool wrote_data_file_ = false;
+  bool prepared_ = false;
+};
+
+// ---- reader ----
+
+// Reads boxes and values of one checkpoint directory, verifying every
+// checksum block it touches before a byte reaches the caller. Keeps data
+// files open (one descriptor per file) until destroyed.
+class BlockReader {
+ public:
+  // `rank` only names the reading rank in error messages.
+  BlockReader(FileSystemPtr fs, std::string directory, uint64_t block_size, int rank = 0);
+  ~BlockReader();
+  BlockReader(const BlockReader&) = delete;
+  BlockReader& operator=(const BlockReader&) = delete;
+
+  // Copies the box [box_offsets, box_offsets + box_lengths) of a saved chunk
+  // (of shape `chunk_sizes`, stored in `dtype` at `location`) into `dest`
+  // (shape box_lengths, any dtype: converted as copy_from does). Reads only
+  // the blocks the box touches, coalescing consecutive ones into one pread.
+  void read_box(const std::string& key, const StorageLocation& location, DType dtype, const Shape& chunk_sizes,
+                const Shape& box_offsets, const Shape& box_lengths, const Tensor& dest);
+  // A whole stored item (a value), verified.
+  Bytes read_bytes(const std::string& key, const StorageLocation& location);
+
+  uint64_t block_size() const { return block_size_; }
+
+ private:
+  const FileHandle& file(const std::string& name);
+  // Reads blocks [first, last] of an item into dst (which receives the bytes
+  // of the item from first * block_size on) and verifies each.
+  void read_blocks(const std::string& key, const StorageLocation& location, uint64_t first, uint64_t last,
+                   std::byte* dst);
+
+  FileSystemPtr fs_;
+  std::string directory_;
+  uint64_t block_size_;
+  int rank_;
+  std::mutex mutex_;
+  std::map<std::string, FileHandle> files_;
+};
+
+struct FileSystemReaderOptions {
+  FileSystemPtr filesystem = nullptr;  // null = default_file_system()
+  // Threads reading tensor items in parallel (1 = on the calling thread).
+  size_t io_threads = 1;
+};
+
+class FileSystemReader final : public StorageReader {
+ public:
+  explicit FileSystemReader(std::string path, FileSystemReaderOptions options = {});
+  ~FileSystemReader() override;
+
+  void set_up(int rank, int world_size, bool is_coordinator) override;
+  Metadata read_metadata() override;
+  void read_data(const LoadPlan& plan, LoadPlanner& planner) override;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  FileSystemReaderOptions options_;
+  FileSystemPtr fs_;
+  int rank_ = 0;
+  std::optional<Metadata> metadata_;
+  std::unique_ptr<BlockReader> blocks_;
+};
+
+// Reads and decodes `<path>/dcpp.metadata` (Error(kNotFound) when the
+// directory or the file is missing, saying which).
+Metadata read_fs_metadata(FileSystem& fs, const std::string& path);
+
+}  // namespace dcpp
