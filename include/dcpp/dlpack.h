@@ -5,7 +5,8 @@
 // until its deleter is called (by the consumer). from_dlpack: the returned
 // Tensor borrows the producer's memory and calls its deleter when the last
 // handle goes. Only kDLCPU tensors are accepted. Types DLPack 0.6 cannot
-// express (bool, float8) raise Error(kUnsupported).
+// express (bool, float8) raise Error(kUnsupported). When from_dlpack throws,
+// it has not taken ownership: the caller still has to call the deleter.
 #pragma once
 
 #include "dcpp/tensor.h"

@@ -37,7 +37,10 @@ const DTypeInfo& info(DType dtype) {
 // the usual bias, kManBits mantissa bits, subnormals. `kFiniteOnly` formats
 // (float8_e4m3fn) have no infinity and a single NaN mantissa (all ones) in
 // the top exponent; the rest of that binade holds finite numbers.
-template <int kExpBits, int kManBits, bool kFiniteOnly>
+// Narrowing a NaN gives one canonical NaN (sign kept, mantissa kNaNMantissa),
+// bit for bit what PyTorch's scalar conversions (c10) produce; widening keeps
+// the payload.
+template <int kExpBits, int kManBits, bool kFiniteOnly, uint32_t kNaNMantissa>
 struct MiniFloat {
   static constexpr int kBias = (1 << (kExpBits - 1)) - 1;
   static constexpr uint32_t kExpMask = (1u << kExpBits) - 1;
@@ -47,7 +50,6 @@ struct MiniFloat {
   static constexpr uint32_t kMaxFinite =
       kFiniteOnly ? ((kExpMask << kManBits) | (kManMask - 1)) : (((kExpMask - 1) << kManBits) | kManMask);
   static constexpr uint32_t kInf = kExpMask << kManBits;  // only meaningful when !kFiniteOnly
-  static constexpr uint32_t kQuietBit = 1u << (kManBits - 1);
 
   static float widen(uint32_t v) {
     const uint32_t sign = (v & kSignBit) ? 0x80000000u : 0u;
@@ -71,12 +73,7 @@ struct MiniFloat {
     const uint32_t fbits = std::bit_cast<uint32_t>(f);
     const uint32_t sign = (fbits & 0x80000000u) ? kSignBit : 0u;
     const uint32_t abs = fbits & 0x7FFFFFFFu;
-    if (abs > 0x7F800000u) {  // NaN
-      if (kFiniteOnly) return sign | (kExpMask << kManBits) | kManMask;
-      uint32_t payload = (abs >> (23 - kManBits)) & kManMask;
-      if (payload == 0) payload = kQuietBit;  // the payload lived below our mantissa
-      return sign | kInf | payload;
-    }
+    if (abs > 0x7F800000u) return sign | (kExpMask << kManBits) | kNaNMantissa;
     if (abs == 0x7F800000u) {  // inf
       return kFiniteOnly ? (sign | (kExpMask << kManBits) | kManMask) : (sign | kInf);
     }
@@ -120,9 +117,9 @@ struct MiniFloat {
   }
 };
 
-using Half = MiniFloat<5, 10, false>;
-using E4M3FN = MiniFloat<4, 3, true>;
-using E5M2 = MiniFloat<5, 2, false>;
+using Half = MiniFloat<5, 10, false, 0x200>;  // NaN 0x7E00
+using E4M3FN = MiniFloat<4, 3, true, 0x7>;    // NaN 0x7F
+using E5M2 = MiniFloat<5, 2, false, 0x3>;     // NaN 0x7F
 
 }  // namespace
 
@@ -184,12 +181,8 @@ float bfloat16_to_float(uint16_t b) { return std::bit_cast<float>(static_cast<ui
 
 uint16_t float_to_bfloat16(float f) {
   uint32_t bits = std::bit_cast<uint32_t>(f);
-  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {
-    // NaN: keep sign and top payload, and make sure truncation leaves a NaN.
-    uint16_t out = static_cast<uint16_t>(bits >> 16);
-    if ((out & 0x7F) == 0) out |= 0x40;
-    return out;
-  }
+  // NaN: PyTorch's canonical bfloat16 NaN (positive, quiet).
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FC0;
   // Round to nearest even on the 16 dropped bits; overflow carries into inf.
   const uint32_t lsb = (bits >> 16) & 1u;
   bits += 0x7FFFu + lsb;

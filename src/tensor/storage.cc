@@ -1,0 +1,40 @@
+#include <new>
+
+#include "dcpp/error.h"
+#include "dcpp/tensor.h"
+
+namespace dcpp {
+
+std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
+  // Never a zero-byte request: an empty tensor still gets a valid, unique,
+  // aligned pointer, as PyTorch's allocator gives.
+  const size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = ::operator new(rounded == 0 ? kAlignment : rounded, std::align_val_t{kAlignment}, std::nothrow);
+  if (p == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument, "cannot allocate " + std::to_string(nbytes) + " bytes of tensor storage");
+  }
+  std::shared_ptr<Storage> s(new Storage());
+  s->data_ = static_cast<std::byte*>(p);
+  s->nbytes_ = nbytes;
+  s->owned_ = true;
+  return s;
+}
+
+std::shared_ptr<Storage> Storage::borrow(void* data, size_t nbytes, std::function<void()> deleter) {
+  std::shared_ptr<Storage> s(new Storage());
+  s->data_ = static_cast<std::byte*>(data);
+  s->nbytes_ = nbytes;
+  s->owned_ = false;
+  s->deleter_ = std::move(deleter);
+  return s;
+}
+
+Storage::~Storage() {
+  if (owned_) {
+    ::operator delete(data_, std::align_val_t{kAlignment});
+  } else if (deleter_) {
+    deleter_();
+  }
+}
+
+}  // namespace dcpp
