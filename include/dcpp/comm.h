@@ -9,6 +9,8 @@
 // that waits past the communicator's timeout throws Error(kTimeout). Under MPI
 // a peer's death cannot be survived (Open MPI 4.1), so a local failure or an
 // expired deadline aborts the whole job with a message naming rank and cause.
+// Error messages name ranks by their world rank (their rank in the
+// communicator run_ranks or mpi_world created), also inside split groups.
 //
 // Ownership: communicators are shared (std::shared_ptr); split() returns a new
 // one that stays valid while any handle to it lives. Thread-safety: one
@@ -60,7 +62,8 @@ class Communicator {
   // `send` holds size()*count elements; this rank receives the reduction of block rank() in `recv`.
   virtual void reduce_scatter(const void* send, void* recv, size_t count, DType dtype, ReduceOp op) = 0;
   // Ranks with the same color form a new communicator, ordered by (key, rank).
-  // Collective over this communicator.
+  // Collective over this communicator. A rank passing a negative color joins
+  // no group and gets nullptr (MPI_UNDEFINED).
   virtual std::shared_ptr<Communicator> split(int color, int key) = 0;
 
   // Marks this rank failed with `cause`: the other ranks' pending and later
