@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,14 +27,26 @@ namespace dcpp {
 
 // A state dict flattened to dotted keys. Values are leaves only: Tensor,
 // DTensor, int64, double, bool, string or Bytes (Stateful objects are asked
-// for their state first; dicts and lists are descended).
+// for their state first; dicts and lists are descended, a list element's
+// index being its path element). Empty dicts and lists leave no key; a null
+// value is an error (it has no stored form).
 struct FlatStateDict {
   std::vector<std::string> keys;                 // insertion order
   std::map<std::string, StateValue> values;      // by flat key
   std::map<std::string, std::vector<PathElement>> paths;  // flat key → nesting
+
+  // Removes a key (e.g. in a SavePlanner subclass that drops keys); false if absent.
+  bool erase(const std::string& key);
+  // Renames a key, keeping its position and path; throws Error(kInvalidArgument)
+  // if `from` is absent or `to` already present.
+  void rename(const std::string& from, const std::string& to);
 };
-// Flattens with '.' between levels (PyTorch's flatten_state_dict).
+// Flattens with '.' between levels (PyTorch's flatten_state_dict). Throws
+// Error(kInvalidArgument) when two paths give the same dotted key (e.g. a key
+// "a.b" beside {"a": {"b": ...}}) or a value is null.
 FlatStateDict flatten_state_dict(const StateDict& state_dict);
+// The dotted key of a path ("optim.param_groups.0.lr").
+std::string flat_key(const std::vector<PathElement>& path);
 
 enum class WriteItemType : uint8_t { kTensor = 0, kValue = 1 };
 
@@ -54,6 +67,10 @@ struct WriteItem {
 
 struct SavePlan {
   std::vector<WriteItem> items;
+  // Tensors this rank holds that have no bytes to write here (an empty shard,
+  // a zero-size tensor): they still reach the metadata with dtype and global
+  // shape, but writers never see them (final plans leave them empty).
+  std::vector<WriteItem> empty_chunks;
 };
 
 // What a writer reports for each item it wrote.
@@ -66,12 +83,14 @@ struct WriteResult {
 };
 
 struct SavePlannerOptions {
-  // Compare content hashes of replicated copies across ranks; fail on divergence.
+  // Compare content hashes (XXH3-64 of the chunk bytes) of replicated copies
+  // across ranks and fail on divergence; off, dedup keeps one copy silently.
   bool check_replicated = false;
 };
 
 // The interface save() drives. DefaultSavePlanner is PyTorch's behaviour;
-// subclass it to rename or filter keys.
+// subclass it to rename or filter keys (override set_up and edit the flat
+// state dict before handing it on).
 class SavePlanner {
  public:
   virtual ~SavePlanner() = default;
@@ -92,11 +111,22 @@ class DefaultSavePlanner : public SavePlanner {
  public:
   explicit DefaultSavePlanner(SavePlannerOptions options = {}) : options_(options) {}
   void set_up(const FlatStateDict& state_dict, int rank, bool is_coordinator) override;
+  // One item per non-empty local chunk (a DTensor's local piece at its global
+  // offset; a plain Tensor whole, at offset 0, i.e. replicated on every rank)
+  // and per value. Throws Error(kInvalidArgument) naming the key for a
+  // Partial DTensor or a tensor on meta.
   SavePlan create_local_plan() override;
+  // Dedup (fewest bytes so far wins, deterministic), optional replica
+  // comparison, then per tensor: one dtype and global shape on all ranks,
+  // chunks in bounds, no overlap, full coverage. Throws one Error naming the
+  // key (and ranks) at the first problem.
   std::vector<SavePlan> create_global_plan(std::vector<SavePlan> local_plans) override;
   Tensor resolve_tensor(const WriteItem& item) override;
   Bytes resolve_value(const WriteItem& item) override;
   std::map<std::string, std::vector<PathElement>> paths() const override { return state_dict_.paths; }
+
+  const SavePlannerOptions& options() const { return options_; }
+  void set_options(const SavePlannerOptions& options) { options_ = options; }
 
  protected:
   SavePlannerOptions options_;
@@ -121,6 +151,8 @@ struct LoadPlan {
 };
 
 struct LoadPlannerOptions {
+  // Keys the caller asks for that the checkpoint lacks are left untouched
+  // instead of failing the load.
   bool allow_partial_load = false;
 };
 
@@ -146,19 +178,41 @@ class LoadPlanner {
 
 class DefaultLoadPlanner : public LoadPlanner {
  public:
-  explicit DefaultLoadPlanner(LoadPlannerOptions options = {}) : options_(options) {}
+  explicit DefaultLoadPlanner(LoadPlannerOptions options = {});
+  ~DefaultLoadPlanner() override;
   void set_up(StateDict& state_dict, const Metadata& metadata, int rank, bool is_coordinator) override;
+  // For each local chunk of each requested tensor and each saved chunk that
+  // overlaps it, one item (the overlap box); one item per requested value.
   LoadPlan create_local_plan() override;
   Tensor resolve_tensor(const ReadItem& item) override;
   void load_value(const ReadItem& item, const Bytes& bytes) override;
   void finish() override;
 
+  const LoadPlannerOptions& options() const { return options_; }
+  void set_options(const LoadPlannerOptions& options) { options_ = options; }
+
  protected:
+  // The checkpoint key that loads the caller's flat key `key`, or nullopt to
+  // leave that key untouched. Identity by default; override to strip or add
+  // a prefix, or to filter. Two caller keys may not map to one checkpoint key.
+  virtual std::optional<std::string> checkpoint_key(const std::string& key) const { return key; }
+
   LoadPlannerOptions options_;
-  StateDict state_dict_;
-  FlatStateDict flat_;
-  const Metadata* metadata_ = nullptr;
+  FlatStateDict flat_;                  // the caller's state dict, flattened at set_up
+  const Metadata* metadata_ = nullptr;  // valid from set_up to finish
   int rank_ = 0;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
+
+// Encoding of non-tensor values (also used by storage formats that keep
+// values): int64 and double little-endian 8 bytes, bool 1 byte, string UTF-8,
+// bytes raw. value_kind throws Error(kInvalidArgument) for a non-value.
+ValueKind value_kind(const StateValue& value);
+Bytes encode_value(const StateValue& value);
+// Throws Error(kCorrupt) naming `key` when the byte count does not fit the kind.
+StateValue decode_value(ValueKind kind, const Bytes& bytes, const std::string& key);
 
 }  // namespace dcpp

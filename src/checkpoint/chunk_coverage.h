@@ -1,0 +1,22 @@
+// Private to the checkpoint layer: checks that the saved chunks of one tensor
+// tile its global shape exactly (in bounds, no overlap, full coverage).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dcpp/dtype.h"
+
+namespace dcpp::detail {
+
+struct ChunkBox {
+  Shape offsets;
+  Shape sizes;
+  int rank = 0;  // the rank that writes it, for error messages
+};
+
+// Throws Error(kInvalidArgument) naming `key`, the chunk(s) and rank(s) at
+// fault. Chunks with zero volume are ignored.
+void validate_chunk_tiling(const std::string& key, const Shape& global_shape, const std::vector<ChunkBox>& chunks);
+
+}  // namespace dcpp::detail

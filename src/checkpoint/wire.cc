@@ -1,0 +1,108 @@
+#include "checkpoint/wire.h"
+
+namespace dcpp::detail {
+
+void write_failures(WireWriter& w, const std::vector<RankFailure>& failures) {
+  w.u64(failures.size());
+  for (const auto& f : failures) {
+    w.i64(f.rank);
+    w.u8(static_cast<uint8_t>(f.code));
+    w.str(f.message);
+  }
+}
+
+std::vector<RankFailure> read_failures(WireReader& r) {
+  std::vector<RankFailure> out(r.u64());
+  for (auto& f : out) {
+    f.rank = static_cast<int>(r.i64());
+    f.code = static_cast<ErrorCode>(r.u8());
+    f.message = r.str();
+  }
+  return out;
+}
+
+namespace {
+
+void write_item(WireWriter& w, const WriteItem& item) {
+  w.str(item.fqn);
+  w.u8(static_cast<uint8_t>(item.type));
+  w.u8(static_cast<uint8_t>(item.dtype));
+  w.shape(item.global_shape);
+  w.shape(item.offsets);
+  w.shape(item.sizes);
+  w.u8(static_cast<uint8_t>(item.value_kind));
+  w.u64(item.nbytes);
+  w.u64(item.content_hash);
+}
+
+WriteItem read_item(WireReader& r) {
+  WriteItem item;
+  item.fqn = r.str();
+  item.type = static_cast<WriteItemType>(r.u8());
+  item.dtype = static_cast<DType>(r.u8());
+  item.global_shape = r.shape();
+  item.offsets = r.shape();
+  item.sizes = r.shape();
+  item.value_kind = static_cast<ValueKind>(r.u8());
+  item.nbytes = r.u64();
+  item.content_hash = r.u64();
+  return item;
+}
+
+void write_items(WireWriter& w, const std::vector<WriteItem>& items) {
+  w.u64(items.size());
+  for (const auto& item : items) write_item(w, item);
+}
+
+std::vector<WriteItem> read_items(WireReader& r) {
+  std::vector<WriteItem> items(r.u64());
+  for (auto& item : items) item = read_item(r);
+  return items;
+}
+
+}  // namespace
+
+void write_save_plan(WireWriter& w, const SavePlan& plan) {
+  write_items(w, plan.items);
+  write_items(w, plan.empty_chunks);
+}
+
+SavePlan read_save_plan(WireReader& r) {
+  SavePlan plan;
+  plan.items = read_items(r);
+  plan.empty_chunks = read_items(r);
+  return plan;
+}
+
+void write_results(WireWriter& w, const std::vector<WriteResult>& results) {
+  w.u64(results.size());
+  for (const auto& res : results) {
+    w.str(res.fqn);
+    w.u8(static_cast<uint8_t>(res.type));
+    w.shape(res.offsets);
+    w.shape(res.sizes);
+    w.str(res.location.file);
+    w.u64(res.location.byte_offset);
+    w.u64(res.location.byte_length);
+    w.u64(res.location.block_checksums.size());
+    for (uint64_t c : res.location.block_checksums) w.u64(c);
+  }
+}
+
+std::vector<WriteResult> read_results(WireReader& r) {
+  std::vector<WriteResult> out(r.u64());
+  for (auto& res : out) {
+    res.fqn = r.str();
+    res.type = static_cast<WriteItemType>(r.u8());
+    res.offsets = r.shape();
+    res.sizes = r.shape();
+    res.location.file = r.str();
+    res.location.byte_offset = r.u64();
+    res.location.byte_length = r.u64();
+    res.location.block_checksums.resize(r.u64());
+    for (auto& c : res.location.block_checksums) c = r.u64();
+  }
+  return out;
+}
+
+}  // namespace dcpp::detail
