@@ -1,0 +1,128 @@
+// Private to the dcpp command: exit codes, the subcommands' entry points and
+// the presentation helpers they share (sizes, rates, times, a progress bar
+// that only draws on a terminal, a small JSON writer). docs/cli.md is the
+// user-facing description of all of it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dcpp/error.h"
+
+namespace dcpp::cli {
+
+// Documented in docs/cli.md; scripts depend on them, so they never change meaning.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitProblems = 1;       // problems found, checkpoint corrupt or incomplete
+inline constexpr int kExitUsage = 2;          // bad command line
+inline constexpr int kExitNotCheckpoint = 3;  // not a checkpoint, or nothing at the path
+inline constexpr int kExitIo = 4;             // the operating system refused a read
+
+// The exit code for an Error that ends a subcommand.
+int exit_code_for(const Error& error);
+
+struct InspectArgs {
+  std::string path;
+  bool json = false;
+  bool full = false;  // --json: add the complete metadata under "metadata"
+};
+struct VerifyArgs {
+  std::string path;
+  bool json = false;
+  bool quiet = false;  // no progress bar even on a terminal
+};
+struct LsArgs {
+  std::string root;
+  bool json = false;
+};
+struct DemoArgs {
+  std::vector<std::string> args;  // handed to the demo program
+};
+
+int run_inspect(const InspectArgs& args);
+int run_verify(const VerifyArgs& args);
+int run_ls(const LsArgs& args);
+int run_demo(const DemoArgs& args, const char* argv0);
+
+// ---- presentation ----
+
+// "512 B", "1.5 KiB", "23.4 MiB", "1.2 GiB" (binary units).
+std::string human_bytes(uint64_t bytes);
+// "850.3 MiB/s"; "-" when the time is too short to measure.
+std::string human_rate(uint64_t bytes, double seconds);
+// Local time "2024-11-28 18:40:12"; "-" for 0 (unknown).
+std::string human_time(int64_t unix_seconds);
+std::string shape_text(const std::vector<int64_t>& shape);  // "[16, 10]", "[]" for a scalar
+
+// Left-aligned columns, each as wide as its widest cell; numeric columns
+// (right_aligned) line up on the right.
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header, std::vector<bool> right_aligned = {});
+  void add(std::vector<std::string> row);
+  std::string render() const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+  std::vector<bool> right_;
+};
+
+// A progress line on stdout, drawn only when stdout is a terminal (and not
+// quiet); otherwise every call is a no-op, so piped output stays clean.
+class Progress {
+ public:
+  Progress(std::string label, uint64_t total, bool enabled);
+  ~Progress();
+  bool enabled() const { return enabled_; }
+  void add(uint64_t bytes);
+  // Erases the line, so that a message can be printed; the next add() redraws.
+  void clear();
+
+ private:
+  void draw();
+
+  std::string label_;
+  uint64_t total_;
+  uint64_t done_ = 0;
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
+};
+// True when stdout is a terminal.
+bool stdout_is_terminal();
+
+// Minimal streaming JSON writer: objects, arrays, strings, numbers, booleans.
+class Json {
+ public:
+  Json& begin_object();
+  Json& end_object();
+  Json& begin_array();
+  Json& end_array();
+  Json& key(std::string_view k);
+  Json& value(std::string_view v);
+  Json& value(const char* v) { return value(std::string_view(v)); }
+  Json& value(const std::string& v) { return value(std::string_view(v)); }
+  Json& value(uint64_t v);
+  Json& value(int64_t v);
+  Json& value(int v) { return value(static_cast<int64_t>(v)); }
+  Json& value(double v);
+  Json& value(bool v);
+  Json& null();
+  // A value already rendered as JSON (e.g. metadata_to_json's output).
+  Json& raw(std::string_view json);
+  Json& shape(const std::vector<int64_t>& s);
+  std::string str() const { return out_ + "\n"; }
+
+ private:
+  void separator();
+  void newline();
+  std::string out_;
+  std::vector<bool> first_;  // per open container: no element written yet
+  bool after_key_ = false;
+};
+
+}  // namespace dcpp::cli

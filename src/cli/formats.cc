@@ -1,0 +1,100 @@
+// Format detection for the dcpp command (see formats.h).
+#include "cli/formats.h"
+
+#include <algorithm>
+
+#include "dcpp/checkpoint_manager.h"
+#include "dcpp/fs_storage.h"
+#include "dcpp/io.h"
+
+namespace dcpp::cli {
+
+const std::vector<std::unique_ptr<CheckpointFormat>>& checkpoint_formats() {
+  // Probed in this order; the first format that claims a path wins.
+  static const std::vector<std::unique_ptr<CheckpointFormat>> formats = [] {
+    std::vector<std::unique_ptr<CheckpointFormat>> v;
+    v.push_back(make_native_format());
+    return v;
+  }();
+  return formats;
+}
+
+namespace {
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+std::string parent_of(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string known_formats() {
+  std::string names;
+  for (const auto& f : checkpoint_formats()) names += (names.empty() ? "" : ", ") + f->name();
+  return names;
+}
+
+}  // namespace
+
+Detection detect_checkpoint(const std::string& input) {
+  FileSystem& fs = *default_file_system();
+  Detection d;
+  d.path = input;
+  while (d.path.size() > 1 && d.path.back() == '/') d.path.pop_back();
+  FileType type = fs.file_type(d.path);
+  if (type == FileType::kNone) {
+    d.kind = Detection::kMissing;
+    d.message = quoted(d.path) + " does not exist";
+    return d;
+  }
+  // The metadata file itself stands for its checkpoint.
+  if (type == FileType::kRegular && base_name(d.path) == std::string(kMetadataFileName)) {
+    d.path = parent_of(d.path);
+    type = fs.file_type(d.path);
+  }
+  if (type != FileType::kDirectory) {
+    d.kind = Detection::kNotCheckpoint;
+    d.message = quoted(d.path) + " is not a checkpoint: it is " +
+                (type == FileType::kRegular ? "a file" : "not a regular file or directory") +
+                ", and the supported formats (" + known_formats() + ") are directories";
+    return d;
+  }
+  for (const auto& format : checkpoint_formats()) {
+    std::string why;
+    ProbeResult r = format->probe(d.path, why);
+    if (r == ProbeResult::kNo) continue;
+    d.kind = Detection::kFound;
+    d.format = format.get();
+    d.complete = r == ProbeResult::kComplete;
+    d.message = why;
+    return d;
+  }
+  d.kind = Detection::kNotCheckpoint;
+  const std::vector<std::string> names = fs.list_dir(d.path);
+  std::vector<std::string> steps;
+  for (const auto& n : names) {
+    if (parse_step_dir_name(n)) steps.push_back(n);
+  }
+  if (!steps.empty()) {
+    d.message = quoted(d.path) + " is not a checkpoint: it is a checkpoint root holding " +
+                std::to_string(steps.size()) + " step director" + (steps.size() == 1 ? "y" : "ies") + " (" +
+                steps.front() + (steps.size() > 1 ? " ... " + steps.back() : "") + "); list them with `dcpp ls " +
+                d.path + "`, inspect one with `dcpp inspect " + d.path + "/" + steps.back() + "`";
+  } else if (names.empty()) {
+    d.message = quoted(d.path) + " is not a checkpoint: it is an empty directory";
+  } else {
+    d.message = quoted(d.path) + " is not a checkpoint: no known format (" + known_formats() +
+                ") recognises it (a dcpp checkpoint is a directory holding " + std::string(kMetadataFileName) +
+                " and data-NNNNN.bin files)";
+  }
+  return d;
+}
+
+}  // namespace dcpp::cli

@@ -1,0 +1,91 @@
+// The dcpp command: inspect, verify and list checkpoints, run the demo.
+// docs/cli.md describes every subcommand, the JSON fields and the exit codes.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+#include "cli/cli.h"
+
+#ifndef DCPP_VERSION
+#define DCPP_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr const char* kExitCodes =
+    "Exit codes: 0 ok; 1 problems found (checkpoint corrupt or incomplete); 2 usage error;\n"
+    "3 not a checkpoint or not found; 4 I/O error. See docs/cli.md.";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace dcpp::cli;
+  CLI::App app{"dcpp: inspect, verify and list dcpp checkpoints", "dcpp"};
+  app.footer(kExitCodes);
+  app.set_version_flag("--version", std::string("dcpp ") + DCPP_VERSION);
+  app.require_subcommand(1);
+
+  InspectArgs inspect_args;
+  auto* inspect = app.add_subcommand(
+      "inspect", "Show the keys of a checkpoint (dtype, global shape, chunks, bytes, files) and a summary");
+  inspect->add_option("checkpoint", inspect_args.path, "Checkpoint directory")->required();
+  inspect->add_flag("--json", inspect_args.json, "Print JSON for scripts (fields in docs/cli.md)");
+  inspect->add_flag("--full", inspect_args.full, "With --json: add the complete metadata (every chunk) under \"metadata\"");
+  inspect->footer(kExitCodes);
+
+  VerifyArgs verify_args;
+  auto* verify = app.add_subcommand(
+      "verify", "Read every byte once: check every block checksum and structural invariant, report each problem");
+  verify->add_option("checkpoint", verify_args.path, "Checkpoint directory")->required();
+  verify->add_flag("--json", verify_args.json, "Print the result as JSON (fields in docs/cli.md)");
+  verify->add_flag("-q,--quiet", verify_args.quiet, "No progress bar, even on a terminal");
+  verify->footer(kExitCodes);
+
+  LsArgs ls_args;
+  auto* ls = app.add_subcommand("ls", "List the steps under a CheckpointManager root: state, size, modification time");
+  ls->add_option("root", ls_args.root, "Checkpoint root directory (holding step-NNNNNN directories)")->required();
+  ls->add_flag("--json", ls_args.json, "Print JSON for scripts (fields in docs/cli.md)");
+  ls->footer(kExitCodes);
+
+  auto* demo = app.add_subcommand(
+      "demo", "Run the seed scenario: train a tensor-parallel MLP on 4 ranks, save, load back on 4, 2 and 3 ranks");
+  demo->allow_extras();
+  demo->footer("Runs the example_tp_checkpoint program built next to dcpp (examples/tp_checkpoint.cc).\n"
+               "Exit code: the demo's own (0 when every check passed), 3 when it is not built.");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help, version or the error
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+
+  const char* command = "";
+  try {
+    if (inspect->parsed()) {
+      command = "inspect";
+      return run_inspect(inspect_args);
+    }
+    if (verify->parsed()) {
+      command = "verify";
+      return run_verify(verify_args);
+    }
+    if (ls->parsed()) {
+      command = "ls";
+      return run_ls(ls_args);
+    }
+    if (demo->parsed()) {
+      command = "demo";
+      return run_demo(DemoArgs{demo->remaining()}, argv[0]);
+    }
+  } catch (const dcpp::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "dcpp %s: %s\n", command, e.message().c_str());
+    return exit_code_for(e);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "dcpp %s: %s\n", command, e.what());
+    return kExitProblems;
+  }
+  return kExitUsage;
+}
