@@ -8,9 +8,3 @@ if(TARGET test_interop)
   target_link_libraries(test_interop PRIVATE simdjson::simdjson)
   target_include_directories(test_interop PRIVATE ${CMAKE_SOURCE_DIR}/src)
 endif()
-
-# The whole fixture/hostile-input suite as one entry whose name `ctest -R interop` selects.
-if(TARGET test_interop)
-  add_test(NAME interop_fixtures_and_parsers COMMAND test_interop)
-  set_tests_properties(interop_fixtures_and_parsers PROPERTIES TIMEOUT 600)
-endif()
