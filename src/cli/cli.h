@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,13 @@ struct LsArgs {
   std::string root;
   bool json = false;
 };
+struct ConvertArgs {
+  std::string src;
+  std::string to;              // "safetensors" or "dcpp"
+  std::string max_shard_size;  // "" = one file; "5GB", "500MiB", "1024"
+  bool torch_compatible = false;
+  std::string dst;
+};
 struct DemoArgs {
   std::vector<std::string> args;  // handed to the demo program
 };
@@ -45,7 +53,12 @@ struct DemoArgs {
 int run_inspect(const InspectArgs& args);
 int run_verify(const VerifyArgs& args);
 int run_ls(const LsArgs& args);
+int run_convert(const ConvertArgs& args);
 int run_demo(const DemoArgs& args, const char* argv0);
+
+// "5GB" (10^9), "500MiB" (2^20), "1024" → bytes; units are case-insensitive
+// (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB). nullopt when malformed or overflowing.
+std::optional<uint64_t> parse_size(const std::string& text);
 
 // ---- presentation ----
 

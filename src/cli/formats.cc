@@ -6,6 +6,8 @@
 #include "dcpp/checkpoint_manager.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "dcpp/safetensors_storage.h"
+#include "dcpp/torch_dcp_storage.h"
 
 namespace dcpp::cli {
 
@@ -14,6 +16,8 @@ const std::vector<std::unique_ptr<CheckpointFormat>>& checkpoint_formats() {
   static const std::vector<std::unique_ptr<CheckpointFormat>> formats = [] {
     std::vector<std::unique_ptr<CheckpointFormat>> v;
     v.push_back(make_native_format());
+    v.push_back(make_torch_dcp_format());
+    v.push_back(make_safetensors_format());
     return v;
   }();
   return formats;
@@ -54,16 +58,23 @@ Detection detect_checkpoint(const std::string& input) {
     d.message = quoted(d.path) + " does not exist";
     return d;
   }
-  // The metadata file itself stands for its checkpoint.
-  if (type == FileType::kRegular && base_name(d.path) == std::string(kMetadataFileName)) {
+  // A metadata file (native, PyTorch DCP, the Hugging Face index) stands
+  // for its checkpoint.
+  const std::string base = base_name(d.path);
+  if (type == FileType::kRegular &&
+      (base == std::string(kMetadataFileName) || base == std::string(kTorchDcpMetadataName) ||
+       base == std::string(kSafetensorsIndexName))) {
     d.path = parent_of(d.path);
     type = fs.file_type(d.path);
   }
-  if (type != FileType::kDirectory) {
+  // One .safetensors file is a checkpoint of its own.
+  const bool safetensors_file = type == FileType::kRegular && base.size() > 12 &&
+                                base.compare(base.size() - 12, 12, ".safetensors") == 0;
+  if (type != FileType::kDirectory && !safetensors_file) {
     d.kind = Detection::kNotCheckpoint;
     d.message = quoted(d.path) + " is not a checkpoint: it is " +
                 (type == FileType::kRegular ? "a file" : "not a regular file or directory") +
-                ", and the supported formats (" + known_formats() + ") are directories";
+                ", and the supported formats (" + known_formats() + ") are directories (or a single .safetensors file)";
     return d;
   }
   for (const auto& format : checkpoint_formats()) {
@@ -92,7 +103,8 @@ Detection detect_checkpoint(const std::string& input) {
   } else {
     d.message = quoted(d.path) + " is not a checkpoint: no known format (" + known_formats() +
                 ") recognises it (a dcpp checkpoint is a directory holding " + std::string(kMetadataFileName) +
-                " and data-NNNNN.bin files)";
+                " and data-NNNNN.bin files, a PyTorch DCP one holds .metadata and *.distcp files, a safetensors "
+                "one holds *.safetensors files)";
   }
   return d;
 }

@@ -2,9 +2,11 @@
 //
 // detect_checkpoint() asks each registered format, in order, whether a path
 // is one of its checkpoints; the first that claims it answers inspect and
-// verify. Only the native format is registered today. A new format
-// (safetensors, PyTorch DCP) adds one CheckpointFormat subclass and one line
-// in checkpoint_formats(): the table, JSON and problem reporting are shared.
+// verify. The native format is probed first, then the foreign ones
+// (safetensors in either Hugging Face layout, PyTorch DCP), which share one
+// implementation built on the storage layer's readers (foreign_format.cc).
+// A new format adds one CheckpointFormat subclass and one line in
+// checkpoint_formats(): the table, JSON and problem reporting are shared.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "dcpp/dtype.h"
+#include "dcpp/metadata.h"
 
 namespace dcpp::cli {
 
@@ -38,13 +41,14 @@ struct FileSummary {
 
 struct CheckpointSummary {
   std::string path;
-  std::string format;          // "dcpp"
+  std::string format;          // "dcpp", "safetensors", "torch-dcp"
+  std::string layout;          // how the format lays it out, when it has variants ("full", "sharded")
   uint32_t format_version = 0;
   std::string writer_version;  // the library version that wrote it, if recorded
   bool complete = true;
   std::string incomplete_reason;
   int64_t world_size = 0;  // 0: unknown
-  uint64_t block_size = 0;
+  uint64_t block_size = 0;  // 0: the format has no block checksums
   uint64_t data_bytes = 0;   // bytes of all stored items
   uint64_t total_bytes = 0;  // bytes of every file of the checkpoint (metadata included)
   std::vector<FileSummary> files;
@@ -103,5 +107,15 @@ struct Detection {
 Detection detect_checkpoint(const std::string& path);
 
 std::unique_ptr<CheckpointFormat> make_native_format();
+// Safetensors (both Hugging Face layouts, or one .safetensors file) and
+// PyTorch DCP: one implementation, one instance per format.
+std::unique_ptr<CheckpointFormat> make_safetensors_format();
+std::unique_ptr<CheckpointFormat> make_torch_dcp_format();
+
+// Reports overlapping chunks and chunks that leave part of the tensor
+// uncovered (`boxes`: the key's non-empty chunks that lie inside `shape`);
+// problems are attributed to `meta_path`.
+void check_chunk_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
+                        const std::string& meta_path, VerifyReporter& reporter);
 
 }  // namespace dcpp::cli

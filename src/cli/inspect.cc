@@ -18,6 +18,7 @@ void print_json(const CheckpointSummary& s, const std::optional<std::string>& me
   j.begin_object();
   j.key("path").value(s.path);
   j.key("format").value(s.format);
+  if (!s.layout.empty()) j.key("layout").value(s.layout);
   j.key("format_version").value(static_cast<uint64_t>(s.format_version));
   j.key("writer_version").value(s.writer_version);
   j.key("state").value(s.complete ? "complete" : "incomplete");
@@ -79,15 +80,29 @@ void print_text(const CheckpointSummary& s) {
   }
   std::printf("checkpoint   %s\n", s.path.c_str());
   if (s.complete) {
-    std::printf("format       %s, version %u%s\n", s.format.c_str(), s.format_version,
-                s.writer_version.empty() ? "" : (" (written by dcpp " + s.writer_version + ")").c_str());
+    const std::string written_by = s.writer_version.empty() ? "" : " (written by dcpp " + s.writer_version + ")";
+    if (s.format_version != 0) {
+      std::printf("format       %s, version %u%s\n", s.format.c_str(), s.format_version, written_by.c_str());
+    } else {
+      std::printf("format       %s%s%s\n", s.format.c_str(),
+                  s.layout.empty() ? "" : (", " + s.layout + " layout").c_str(), written_by.c_str());
+    }
     std::printf("state        complete\n");
-    std::printf("world size   %lld rank%s at save\n", static_cast<long long>(s.world_size),
-                s.world_size == 1 ? "" : "s");
+    if (s.world_size > 0) {
+      std::printf("world size   %lld rank%s at save\n", static_cast<long long>(s.world_size),
+                  s.world_size == 1 ? "" : "s");
+    } else {
+      std::printf("world size   not recorded in this format\n");
+    }
     std::printf("keys         %llu tensor%s, %llu value%s\n", static_cast<unsigned long long>(tensors),
                 tensors == 1 ? "" : "s", static_cast<unsigned long long>(values), values == 1 ? "" : "s");
-    std::printf("data         %s (%llu bytes), checksummed in blocks of %s\n", human_bytes(s.data_bytes).c_str(),
-                static_cast<unsigned long long>(s.data_bytes), human_bytes(s.block_size).c_str());
+    if (s.block_size != 0) {
+      std::printf("data         %s (%llu bytes), checksummed in blocks of %s\n", human_bytes(s.data_bytes).c_str(),
+                  static_cast<unsigned long long>(s.data_bytes), human_bytes(s.block_size).c_str());
+    } else {
+      std::printf("data         %s (%llu bytes), no checksums in this format\n", human_bytes(s.data_bytes).c_str(),
+                  static_cast<unsigned long long>(s.data_bytes));
+    }
   } else {
     std::printf("format       %s\n", s.format.c_str());
     std::printf("state        INCOMPLETE: %s\n", s.incomplete_reason.c_str());

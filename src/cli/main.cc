@@ -1,4 +1,4 @@
-// The dcpp command: inspect, verify and list checkpoints, run the demo.
+// The dcpp command: inspect, verify, list and convert checkpoints, run the demo.
 // docs/cli.md describes every subcommand, the JSON fields and the exit codes.
 #include <CLI/CLI.hpp>
 
@@ -20,7 +20,7 @@ constexpr const char* kExitCodes =
 
 int main(int argc, char** argv) {
   using namespace dcpp::cli;
-  CLI::App app{"dcpp: inspect, verify and list dcpp checkpoints", "dcpp"};
+  CLI::App app{"dcpp: inspect, verify, list and convert checkpoints (dcpp, safetensors, PyTorch DCP)", "dcpp"};
   app.footer(kExitCodes);
   app.set_version_flag("--version", std::string("dcpp ") + DCPP_VERSION);
   app.require_subcommand(1);
@@ -28,15 +28,15 @@ int main(int argc, char** argv) {
   InspectArgs inspect_args;
   auto* inspect = app.add_subcommand(
       "inspect", "Show the keys of a checkpoint (dtype, global shape, chunks, bytes, files) and a summary");
-  inspect->add_option("checkpoint", inspect_args.path, "Checkpoint directory")->required();
+  inspect->add_option("checkpoint", inspect_args.path, "Checkpoint: dcpp, safetensors (directory or file) or PyTorch DCP")->required();
   inspect->add_flag("--json", inspect_args.json, "Print JSON for scripts (fields in docs/cli.md)");
   inspect->add_flag("--full", inspect_args.full, "With --json: add the complete metadata (every chunk) under \"metadata\"");
   inspect->footer(kExitCodes);
 
   VerifyArgs verify_args;
   auto* verify = app.add_subcommand(
-      "verify", "Read every byte once: check every block checksum and structural invariant, report each problem");
-  verify->add_option("checkpoint", verify_args.path, "Checkpoint directory")->required();
+      "verify", "Read every byte once: check every block checksum (dcpp) and structural invariant, report each problem");
+  verify->add_option("checkpoint", verify_args.path, "Checkpoint: dcpp, safetensors (directory or file) or PyTorch DCP")->required();
   verify->add_flag("--json", verify_args.json, "Print the result as JSON (fields in docs/cli.md)");
   verify->add_flag("-q,--quiet", verify_args.quiet, "No progress bar, even on a terminal");
   verify->footer(kExitCodes);
@@ -46,6 +46,21 @@ int main(int argc, char** argv) {
   ls->add_option("root", ls_args.root, "Checkpoint root directory (holding step-NNNNNN directories)")->required();
   ls->add_flag("--json", ls_args.json, "Print JSON for scripts (fields in docs/cli.md)");
   ls->footer(kExitCodes);
+
+  ConvertArgs convert_args;
+  auto* convert = app.add_subcommand(
+      "convert", "Convert any supported checkpoint (dcpp, safetensors, PyTorch DCP) to safetensors or dcpp");
+  convert->add_option("checkpoint", convert_args.src, "Source checkpoint (any supported format)")->required();
+  convert->add_option("destination", convert_args.dst, "Directory to write (an existing checkpoint there is replaced)")
+      ->required();
+  convert->add_option("--to", convert_args.to, "Target format")
+      ->required()
+      ->check(CLI::IsMember({"safetensors", "dcpp"}));
+  convert->add_option("--max-shard-size", convert_args.max_shard_size,
+                      "safetensors: start a new file after this many bytes (5GB, 500MiB, 1024); default one file");
+  convert->add_flag("--torch-compatible", convert_args.torch_compatible,
+                    "safetensors: refuse dtypes PyTorch's HF reader cannot load (bool, fp8)");
+  convert->footer(kExitCodes);
 
   auto* demo = app.add_subcommand(
       "demo", "Run the seed scenario: train a tensor-parallel MLP on 4 ranks, save, load back on 4, 2 and 3 ranks");
@@ -73,6 +88,10 @@ int main(int argc, char** argv) {
     if (ls->parsed()) {
       command = "ls";
       return run_ls(ls_args);
+    }
+    if (convert->parsed()) {
+      command = "convert";
+      return run_convert(convert_args);
     }
     if (demo->parsed()) {
       command = "demo";

@@ -234,7 +234,9 @@ class NativeFormat final : public CheckpointFormat {
     }
   }
 
-  // No two chunks overlap and together they cover the tensor. Sweeps along
+ public:
+  // No two chunks overlap and together they cover the tensor (shared with
+  // the foreign formats through check_chunk_tiling). Sweeps along
   // the dimension with the most distinct offsets, so the usual shardings
   // (any one dimension split) compare each chunk with its neighbours only.
   static void check_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
@@ -295,6 +297,7 @@ class NativeFormat final : public CheckpointFormat {
     }
   }
 
+ private:
   // Files present and long enough, items not overlapping inside a file, zero
   // padding, then every block's checksum: each stored byte is read once.
   static void check_files_and_data(FileSystem& fs, const std::string& dir, const Metadata& md,
@@ -438,5 +441,10 @@ class NativeFormat final : public CheckpointFormat {
 }  // namespace
 
 std::unique_ptr<CheckpointFormat> make_native_format() { return std::make_unique<NativeFormat>(); }
+
+void check_chunk_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
+                        const std::string& meta_path, VerifyReporter& reporter) {
+  NativeFormat::check_tiling(key, shape, std::move(boxes), meta_path, reporter);
+}
 
 }  // namespace dcpp::cli

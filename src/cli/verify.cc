@@ -87,6 +87,7 @@ int run_verify(const VerifyArgs& args) {
     j.key("path").value(d.path);
     j.key("format").value(d.format->name());
     j.key("complete").value(d.complete);
+    j.key("checksums").value(d.format->name() == "dcpp");
     j.key("ok").value(ok);
     j.key("exit_code").value(code);
     j.key("tensors").value(totals.tensors);
@@ -114,11 +115,13 @@ int run_verify(const VerifyArgs& args) {
     std::fputs(j.str().c_str(), stdout);
     return code;
   }
+  const bool checksummed = d.format->name() == "dcpp";
   if (ok) {
-    std::printf("OK: %s (%s), %s, %s; %s verified in %.2f s (%s)\n", count(totals.tensors, "tensor").c_str(),
+    std::printf("OK: %s (%s), %s, %s; %s %s in %.2f s (%s)%s\n", count(totals.tensors, "tensor").c_str(),
                 count(totals.chunks, "chunk").c_str(), count(totals.values, "value").c_str(),
-                count(totals.files, "data file").c_str(), human_bytes(totals.bytes_verified).c_str(), seconds,
-                human_rate(totals.bytes_verified, seconds).c_str());
+                count(totals.files, "data file").c_str(), human_bytes(totals.bytes_verified).c_str(),
+                checksummed ? "verified" : "read", seconds, human_rate(totals.bytes_verified, seconds).c_str(),
+                checksummed ? "" : "; structure checked, every tensor read, no checksums in this format");
   } else {
     std::printf("FAILED: %zu problem%s", rep.problems().size(), rep.problems().size() == 1 ? "" : "s");
     if (!rep.io_errors().empty()) {
