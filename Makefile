@@ -3,8 +3,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps configure build demo test bench clean
+.PHONY: all deps configure build demo test bench interop clean
 
 all: build
 
@@ -25,6 +26,12 @@ test: build
 
 bench: build
 	@$(BUILD)/bench/strided_copy_bench
+
+# dcpp against real PyTorch (CPU wheels from PyPI in a venv outside the
+# repository): PyTorch DCP and safetensors checkpoints both ways.
+# DCPP_INTEROP_FIXTURES=tests/data/interop refreshes the committed fixtures.
+interop: configure
+	@bash scripts/interop/run.sh $(BUILD) $(JOBS)
 
 clean:
 	rm -rf $(BUILD)
