@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dcpp/comm.h"
 #include "dcpp/io.h"
 #include "dcpp/metadata.h"
 #include "dcpp/storage.h"
@@ -73,6 +74,19 @@ CheckpointState checkpoint_state(FileSystem& fs, const std::string& path);
 
 // ---- writer ----
 
+// What one rank's writer or reader did on the data files (for benchmarks and
+// tests; metadata I/O is not counted).
+struct StorageIoStats {
+  uint64_t bytes_written = 0;   // pwrite bytes, alignment padding included
+  uint64_t bytes_read = 0;      // pread bytes this rank fetched from disk
+  uint64_t bytes_needed = 0;    // bytes of saved chunks this rank's plan asked for
+  uint64_t bytes_received = 0;  // block bytes other ranks read and delivered to this one
+  uint64_t bytes_sent = 0;      // block bytes this rank read and delivered to others
+  uint64_t io_calls = 0;        // pwrite or pread calls on data files
+  bool direct = false;          // some data file was opened with O_DIRECT
+  bool buffered_fallback = false;  // direct I/O was asked for and the file system refused it
+};
+
 struct FileSystemWriterOptions {
   FileSystemPtr filesystem = nullptr;  // null = default_file_system()
   // Replace a complete checkpoint already at the path (atomically, at commit).
@@ -80,9 +94,16 @@ struct FileSystemWriterOptions {
   bool overwrite = true;
   uint64_t block_size = kDefaultBlockSize;  // checksum block size, recorded in the metadata
   // Open data files with O_DIRECT when the file system allows it (falls back
-  // to buffered I/O otherwise); data then goes through an aligned staging buffer.
-  bool direct_io = false;
-  size_t staging_buffer_bytes = 8 << 20;  // direct I/O staging buffer (rounded to 4096)
+  // to buffered I/O otherwise, e.g. on tmpfs; stats().buffered_fallback says
+  // so). Data that is not 4096-aligned in memory goes through a staging buffer.
+  bool direct_io = true;
+  size_t staging_buffer_bytes = 8 << 20;  // per writer thread (rounded to 4096)
+  // Threads writing this rank's data file in parallel (positional writes of
+  // disjoint ranges; 1 = on the calling thread).
+  size_t io_threads = 2;
+  // Items are cut into units of about this many bytes (whole checksum
+  // blocks) that the writer threads take in file order.
+  uint64_t write_unit_bytes = 16 << 20;
 };
 
 class FileSystemWriter final : public StorageWriter {
@@ -98,6 +119,8 @@ class FileSystemWriter final : public StorageWriter {
 
   const std::string& path() const { return path_; }
   const std::string& staging_dir() const { return staging_; }
+  // This rank's data-file I/O in the last write_data.
+  const StorageIoStats& stats() const { return stats_; }
 
  private:
   void check_target_replaceable(CheckpointState state) const;
@@ -113,13 +136,18 @@ class FileSystemWriter final : public StorageWriter {
   bool is_coordinator_ = true;
   bool wrote_data_file_ = false;
   bool prepared_ = false;
+  StorageIoStats stats_;
 };
 
 // ---- reader ----
 
+namespace fs_detail {
+class ReadEngine;
+}
+
 // Reads boxes and values of one checkpoint directory, verifying every
 // checksum block it touches before a byte reaches the caller. Keeps data
-// files open (one descriptor per file) until destroyed.
+// files open until destroyed.
 class BlockReader {
  public:
   // `rank` only names the reading rank in error messages.
@@ -131,33 +159,43 @@ class BlockReader {
   // Copies the box [box_offsets, box_offsets + box_lengths) of a saved chunk
   // (of shape `chunk_sizes`, stored in `dtype` at `location`) into `dest`
   // (shape box_lengths, any dtype: converted as copy_from does). Reads only
-  // the blocks the box touches, coalescing consecutive ones into one pread.
+  // the blocks the box touches, consecutive ones in one pread of at most
+  // 16 MiB; never buffers more than that, however large the chunk.
   void read_box(const std::string& key, const StorageLocation& location, DType dtype, const Shape& chunk_sizes,
                 const Shape& box_offsets, const Shape& box_lengths, const Tensor& dest);
   // A whole stored item (a value), verified.
   Bytes read_bytes(const std::string& key, const StorageLocation& location);
 
   uint64_t block_size() const { return block_size_; }
+  StorageIoStats stats() const;
 
  private:
-  const FileHandle& file(const std::string& name);
-  // Reads blocks [first, last] of an item into dst (which receives the bytes
-  // of the item from first * block_size on) and verifies each.
-  void read_blocks(const std::string& key, const StorageLocation& location, uint64_t first, uint64_t last,
-                   std::byte* dst);
-
-  FileSystemPtr fs_;
-  std::string directory_;
   uint64_t block_size_;
-  int rank_;
-  std::mutex mutex_;
-  std::map<std::string, FileHandle> files_;
+  std::unique_ptr<fs_detail::ReadEngine> engine_;
 };
 
 struct FileSystemReaderOptions {
   FileSystemPtr filesystem = nullptr;  // null = default_file_system()
-  // Threads reading tensor items in parallel (1 = on the calling thread).
-  size_t io_threads = 1;
+  // Threads reading in parallel (1 = on the calling thread).
+  size_t io_threads = 4;
+  // Read with O_DIRECT where the file system allows it (cold, no page-cache
+  // copy); falls back to buffered reads otherwise (stats().buffered_fallback).
+  bool direct_io = true;
+  // Largest single read; adjacent and nearby needed blocks coalesce up to it.
+  uint64_t max_read_bytes = 16 << 20;
+  // Read once, deliver everywhere: with the communicator of the load (every
+  // rank passing it, in the same rank order as the load), each saved block
+  // that several ranks need is read from disk by one of them and sent to
+  // the others, so disk traffic stays at the bytes needed whatever the
+  // resharding. read_data becomes collective over it. Null: the one load()
+  // hands over (set_communicator), if any; else each rank reads what it needs.
+  CommPtr comm = nullptr;
+  // Bytes each rank reads per delivery round (bounds the memory held for
+  // other ranks), and the piece size shared blocks are dealt out in.
+  uint64_t round_bytes = 32 << 20;
+  uint64_t share_piece_bytes = 4 << 20;
+  // false: never share, even with a communicator (each rank reads its own blocks).
+  bool read_once = true;
 };
 
 class FileSystemReader final : public StorageReader {
@@ -166,18 +204,26 @@ class FileSystemReader final : public StorageReader {
   ~FileSystemReader() override;
 
   void set_up(int rank, int world_size, bool is_coordinator) override;
+  // load() passes its communicator: read-once delivery is then on unless
+  // options.comm chose one already.
+  void set_communicator(CommPtr comm) override { load_comm_ = std::move(comm); }
   Metadata read_metadata() override;
   void read_data(const LoadPlan& plan, LoadPlanner& planner) override;
 
   const std::string& path() const { return path_; }
+  // This rank's data-file I/O in the last read_data.
+  const StorageIoStats& stats() const { return stats_; }
 
  private:
   std::string path_;
   FileSystemReaderOptions options_;
   FileSystemPtr fs_;
   int rank_ = 0;
+  int world_size_ = 1;
   std::optional<Metadata> metadata_;
-  std::unique_ptr<BlockReader> blocks_;
+  std::unique_ptr<fs_detail::ReadEngine> engine_;
+  StorageIoStats stats_;
+  CommPtr load_comm_;
 };
 
 // Reads and decodes `<path>/dcpp.metadata` (Error(kNotFound) when the

@@ -40,6 +40,11 @@ class StorageReader {
  public:
   virtual ~StorageReader() = default;
   virtual void set_up(int rank, int world_size, bool is_coordinator) = 0;
+  // The load's communicator, handed over by load() right after set_up (null
+  // for a single process). A reader may use it to share work across ranks —
+  // the native reader reads each needed block once for all ranks — and its
+  // read_data then becomes collective over it. Default: ignored.
+  virtual void set_communicator(CommPtr comm) {}
   virtual Metadata read_metadata() = 0;
   // Reads every item of `plan`: tensor boxes into planner.resolve_tensor(item)
   // (converting dtype), values through planner.load_value. Verifies every

@@ -268,6 +268,7 @@ void load(StateDict& state_dict, StorageReader& reader, const LoadOptions& optio
   LoadPlan plan;
   auto failure = detail::capture(rank, [&] {
     reader.set_up(rank, world, is_coord);
+    reader.set_communicator(comm);
     metadata = reader.read_metadata();
     planner->set_up(state_dict, metadata, rank, is_coord);
     plan = planner->create_local_plan();

@@ -5,11 +5,21 @@
 
 namespace dcpp {
 
+namespace {
+
+// Large tensors start on a page boundary, so the checkpoint writer can hand
+// their memory straight to O_DIRECT writes (no staging copy). The alignment
+// depends only on the size, so the destructor can recompute it.
+size_t alignment_for(size_t nbytes) { return nbytes >= (size_t{1} << 20) ? 4096 : Storage::kAlignment; }
+
+}  // namespace
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
   // Never a zero-byte request: an empty tensor still gets a valid, unique,
   // aligned pointer, as PyTorch's allocator gives.
-  const size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = ::operator new(rounded == 0 ? kAlignment : rounded, std::align_val_t{kAlignment}, std::nothrow);
+  const size_t align = alignment_for(nbytes);
+  const size_t rounded = (nbytes + align - 1) / align * align;
+  void* p = ::operator new(rounded == 0 ? align : rounded, std::align_val_t{align}, std::nothrow);
   if (p == nullptr) {
     throw Error(ErrorCode::kInvalidArgument, "cannot allocate " + std::to_string(nbytes) + " bytes of tensor storage");
   }
@@ -31,7 +41,7 @@ std::shared_ptr<Storage> Storage::borrow(void* data, size_t nbytes, std::functio
 
 Storage::~Storage() {
   if (owned_) {
-    ::operator delete(data_, std::align_val_t{kAlignment});
+    ::operator delete(data_, std::align_val_t{alignment_for(nbytes_)});
   } else if (deleter_) {
     deleter_();
   }

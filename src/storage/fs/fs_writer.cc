@@ -1,11 +1,16 @@
 // FileSystemWriter: data files into a staging directory, metadata last,
 // then an atomic swap into place (docs/format.md, "Commit protocol").
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <exception>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
 
 #ifndef DCPP_VERSION
@@ -15,7 +20,6 @@
 namespace dcpp {
 namespace {
 
-using fs_detail::block_checksums;
 using fs_detail::join_path;
 
 std::pair<std::string, std::string> split_parent(const std::string& path) {
@@ -112,8 +116,183 @@ void FileSystemWriter::prepare() {
   prepared_ = true;
 }
 
+namespace {
+
+// One item of the final plan, resolved on the calling thread (planners are
+// not thread-safe) and laid out in the file before any byte is written.
+struct LaidOutItem {
+  const WriteItem* item = nullptr;
+  Tensor tensor;      // tensors: the local chunk (any strides, any dtype)
+  Bytes value;        // values: the encoded bytes
+  const std::byte* contiguous = nullptr;  // the item's bytes as stored, when memory already holds them so
+  uint64_t length = 0;
+  uint64_t offset = 0;  // in the data file
+  std::vector<uint64_t> checksums;
+};
+
+// A range of one item (whole checksum blocks, except an item's last) that one
+// writer thread writes and checksums.
+struct WriteUnit {
+  size_t item = 0;
+  uint64_t begin = 0;  // byte range inside the item
+  uint64_t end = 0;
+};
+
+// Copies elements [e0, e1) (row-major) of `src` into `dst` as `dtype`.
+void stage_elements(const Tensor& src, uint64_t e0, uint64_t e1, DType dtype, std::byte* dst) {
+  const uint64_t elem = dtype_size(dtype);
+  for (const auto& box : fs_detail::decompose_linear_range(src.sizes(), e0, e1)) {
+    Tensor view = src;
+    for (size_t d = 0; d < box.offsets.size(); ++d) {
+      view = view.narrow(static_cast<int64_t>(d), box.offsets[d], box.lengths[d]);
+    }
+    Tensor out = Tensor::from_blob(dst + (box.linear_begin - e0) * elem, box.lengths, dtype);
+    out.copy_from(view);
+  }
+}
+
+// Per-thread state: a staging buffer and a streaming hash for blocks that
+// straddle staging pieces.
+class UnitWriter {
+ public:
+  UnitWriter(FileSystem& fs, const FileHandle& file, uint64_t block_size, size_t staging_bytes, bool need_staging)
+      : fs_(fs), file_(file), block_size_(block_size) {
+    if (need_staging) staging_ = AlignedBuffer(std::max<size_t>(align_up(staging_bytes, kIoAlignment), kIoAlignment));
+    state_ = XXH3_createState();
+    if (!state_) throw Error(ErrorCode::kInternal, "cannot allocate an XXH3 state");
+  }
+  ~UnitWriter() {
+    XXH3_freeState(state_);
+    try {
+      fs_.close(buffered_);
+    } catch (...) {
+      // The data file's own fsync and close report what matters.
+    }
+  }
+  UnitWriter(const UnitWriter&) = delete;
+  UnitWriter& operator=(const UnitWriter&) = delete;
+
+  uint64_t bytes_written() const { return bytes_written_; }
+  uint64_t calls() const { return calls_; }
+
+  void write(LaidOutItem& it, const WriteUnit& unit) {
+    const bool direct = file_.direct;
+    const uint64_t file_at = it.offset + unit.begin;
+    const uint64_t length = unit.end - unit.begin;
+    if (it.contiguous) {
+      const std::byte* src = it.contiguous + unit.begin;
+      hash_range(it, unit.begin, src, length);
+      if (!direct) {
+        put(src, length, file_at);
+        return;
+      }
+      // Straight from memory when the memory is page-aligned too; only the
+      // last partial page goes through staging (zero padded).
+      if (reinterpret_cast<uintptr_t>(src) % kIoAlignment == 0 && file_at % kIoAlignment == 0) {
+        const uint64_t body = length / kIoAlignment * kIoAlignment;
+        if (body > 0) put(src, body, file_at);
+        if (body < length) put_padded(src + body, length - body, file_at + body);
+        return;
+      }
+      for (uint64_t done = 0; done < length;) {
+        const uint64_t n = std::min<uint64_t>(staging_.capacity(), length - done);
+        put_padded(src + done, n, file_at + done);
+        done += n;
+      }
+      return;
+    }
+    // Strided or converted: gather pieces of whole elements into staging.
+    const uint64_t elem = dtype_size(it.item->dtype);
+    const uint64_t piece_cap = staging_.capacity() / kIoAlignment * kIoAlignment;
+    for (uint64_t done = 0; done < length;) {
+      const uint64_t n = std::min<uint64_t>(piece_cap, length - done);
+      const uint64_t at = unit.begin + done;
+      stage_elements(it.tensor, at / elem, (at + n) / elem, it.item->dtype, staging_.data());
+      hash_range(it, at, staging_.data(), n);
+      if (direct) {
+        pad(n);
+        put(staging_.data(), align_up(n, kIoAlignment), file_at + done);
+      } else {
+        put(staging_.data(), n, file_at + done);
+      }
+      done += n;
+    }
+  }
+
+ private:
+  void put(const void* data, uint64_t length, uint64_t offset) {
+    if (!file_.direct) {
+      fs_.write_all(file_, data, static_cast<size_t>(length), offset);
+      bytes_written_ += length;
+      ++calls_;
+      return;
+    }
+    // A direct write cut short inside a page cannot go on at that unaligned
+    // offset (EINVAL): the rest goes through a buffered descriptor of the
+    // same file (disjoint ranges; the final fsync covers both).
+    const auto* p = static_cast<const std::byte*>(data);
+    while (length > 0) {
+      const size_t n = fs_.pwrite(file_, p, static_cast<size_t>(length), offset);
+      ++calls_;
+      if (n == 0) {
+        throw Error(ErrorCode::kIo, "pwrite '" + file_.path + "' at offset " + std::to_string(offset) + " length " +
+                                        std::to_string(length) + " made no progress");
+      }
+      bytes_written_ += n;
+      p += n;
+      offset += n;
+      length -= n;
+      if (length > 0 && n % kIoAlignment != 0) {
+        if (!buffered_.valid()) buffered_ = fs_.open(file_.path, OpenFlags{.read = false, .write = true});
+        fs_.write_all(buffered_, p, static_cast<size_t>(length), offset);
+        bytes_written_ += length;
+        ++calls_;
+        return;
+      }
+    }
+  }
+  void pad(uint64_t n) { std::memset(staging_.data() + n, 0, static_cast<size_t>(align_up(n, kIoAlignment) - n)); }
+  void put_padded(const std::byte* src, uint64_t n, uint64_t offset) {
+    std::memcpy(staging_.data(), src, static_cast<size_t>(n));
+    pad(n);
+    put(staging_.data(), align_up(n, kIoAlignment), offset);
+  }
+  // Checksums item bytes [at, at + n) held at `data`; a block that continues
+  // past this piece is carried in the streaming state to the next one.
+  void hash_range(LaidOutItem& it, uint64_t at, const std::byte* data, uint64_t n) {
+    const uint64_t end = at + n;
+    while (at < end) {
+      const uint64_t block = at / block_size_;
+      const uint64_t block_begin = block * block_size_;
+      const uint64_t block_end = std::min(block_begin + block_size_, it.length);
+      const uint64_t take = std::min(block_end, end) - at;
+      if (at == block_begin && take == block_end - block_begin) {
+        it.checksums[block] = fs_detail::hash64(data, static_cast<size_t>(take));
+      } else {
+        if (at == block_begin) XXH3_64bits_reset(state_);
+        XXH3_64bits_update(state_, data, static_cast<size_t>(take));
+        if (at + take == block_end) it.checksums[block] = XXH3_64bits_digest(state_);
+      }
+      data += take;
+      at += take;
+    }
+  }
+
+  FileSystem& fs_;
+  const FileHandle& file_;
+  uint64_t block_size_;
+  AlignedBuffer staging_;
+  XXH3_state_t* state_ = nullptr;
+  FileHandle buffered_;  // opened only after a direct write came back mid-page
+  uint64_t bytes_written_ = 0;
+  uint64_t calls_ = 0;
+};
+
+}  // namespace
+
 std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, SavePlanner& planner) {
   std::vector<WriteResult> results;
+  stats_ = {};
   if (plan.items.empty()) return results;
   const std::string file = data_file_name(rank_);
   const std::string file_path = join_path(staging_, file);
@@ -121,59 +300,106 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   flags.try_direct = options_.direct_io;
   wrote_data_file_ = true;
   ScopedFile out(*fs_, fs_->open(file_path, flags));
+  const bool direct = out.get().direct;
+  stats_.direct = direct;
+  stats_.buffered_fallback = options_.direct_io && !direct;
 
-  AlignedBuffer staging;
-  if (options_.direct_io) {
-    staging = AlignedBuffer(std::max<size_t>(align_up(options_.staging_buffer_bytes, kIoAlignment), kIoAlignment));
-  }
-  static const std::byte kZeros[kIoAlignment] = {};
-  uint64_t end = 0;  // bytes of the file written so far (direct: rounded up to kIoAlignment)
-  results.reserve(plan.items.size());
-
-  for (const WriteItem& item : plan.items) {
-    Tensor tensor;
-    Bytes value;
-    const std::byte* src = nullptr;
-    uint64_t length = 0;
+  // 1. Resolve and lay out every item (offsets depend only on lengths).
+  std::vector<LaidOutItem> items(plan.items.size());
+  uint64_t end = 0;
+  bool need_staging = direct;
+  for (size_t i = 0; i < plan.items.size(); ++i) {
+    const WriteItem& item = plan.items[i];
+    LaidOutItem& it = items[i];
+    it.item = &item;
     if (item.type == WriteItemType::kTensor) {
-      tensor = planner.resolve_tensor(item);
-      if (tensor.sizes() != item.sizes) {
+      it.tensor = planner.resolve_tensor(item);
+      if (it.tensor.sizes() != item.sizes) {
         throw Error(ErrorCode::kInternal, "planner resolved '" + item.fqn + "' chunk at " +
                                               shape_to_string(item.offsets) + " to a tensor of shape " +
-                                              shape_to_string(tensor.sizes()) + ", the plan says " +
+                                              shape_to_string(it.tensor.sizes()) + ", the plan says " +
                                               shape_to_string(item.sizes));
       }
-      if (tensor.dtype() != item.dtype) tensor = tensor.to(item.dtype);
-      // A non-contiguous view (a transposed or narrowed tensor) is gathered
-      // into row-major order first: the format stores chunks row-major.
-      if (!tensor.is_contiguous()) tensor = tensor.contiguous();
-      length = tensor.nbytes();
-      if (length > 0) src = static_cast<const std::byte*>(tensor.data_ptr());
-    } else {
-      value = planner.resolve_value(item);
-      length = value.size();
-      src = value.data();
-    }
-
-    const uint64_t offset = align_up(end, kIoAlignment);
-    if (staging.empty()) {
-      if (offset > end && length > 0) fs_->write_all(out.get(), kZeros, offset - end, end);
-      if (length > 0) fs_->write_all(out.get(), src, length, offset);
-      if (length > 0) end = offset + length;
-    } else {
-      // Direct I/O: aligned buffer, aligned offset, aligned length; the zero
-      // tail of the last piece is exactly the padding before the next item.
-      for (uint64_t done = 0; done < length;) {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(staging.capacity(), length - done));
-        std::memcpy(staging.data(), src + done, n);
-        size_t padded = static_cast<size_t>(align_up(n, kIoAlignment));
-        std::memset(staging.data() + n, 0, padded - n);
-        fs_->write_all(out.get(), staging.data(), padded, offset + done);
-        done += n;
+      it.length = static_cast<uint64_t>(shape_numel(item.sizes)) * dtype_size(item.dtype);
+      // A non-contiguous view (a transposed or narrowed tensor) or another
+      // dtype is gathered piece by piece into staging: never a whole copy.
+      if (it.length > 0 && it.tensor.is_contiguous() && it.tensor.dtype() == item.dtype) {
+        it.contiguous = static_cast<const std::byte*>(it.tensor.data_ptr());
+      } else if (it.length > 0) {
+        need_staging = true;
       }
-      if (length > 0) end = offset + length;
+    } else {
+      it.value = planner.resolve_value(item);
+      it.length = it.value.size();
+      it.contiguous = it.value.data();
     }
+    it.offset = align_up(end, kIoAlignment);
+    if (it.length > 0) end = it.offset + it.length;
+    it.checksums.assign(fs_detail::block_count(it.length, options_.block_size), 0);
+  }
 
+  // 2. Units of whole blocks. Cutting inside an item needs block boundaries
+  // that are page-aligned (direct I/O offsets) and element-aligned (staging
+  // whole elements); otherwise the item is one unit.
+  const uint64_t block = options_.block_size;
+  const bool cuttable = block % kIoAlignment == 0;
+  const uint64_t unit_bytes = std::max<uint64_t>(block, options_.write_unit_bytes / block * block);
+  std::vector<WriteUnit> units;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const uint64_t length = items[i].length;
+    if (length == 0) continue;
+    if (!cuttable) {
+      units.push_back({i, 0, length});
+      continue;
+    }
+    for (uint64_t at = 0; at < length; at += unit_bytes) units.push_back({i, at, std::min(length, at + unit_bytes)});
+  }
+
+  // 3. Writer threads take units in file order, so the disk sees a few
+  // nearby sequential streams.
+  const size_t threads = std::max<size_t>(1, std::min(options_.io_threads, units.size()));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  std::atomic<uint64_t> written{0}, calls{0};
+  auto worker = [&] {
+    try {
+      UnitWriter writer(*fs_, out.get(), block, options_.staging_buffer_bytes, need_staging);
+      while (!failed.load(std::memory_order_relaxed)) {
+        const size_t u = next.fetch_add(1);
+        if (u >= units.size()) break;
+        writer.write(items[units[u].item], units[u]);
+      }
+      written += writer.bytes_written();
+      calls += writer.calls();
+    } catch (...) {
+      failed = true;
+      std::lock_guard lock(error_mutex);
+      if (!first_error) first_error = std::current_exception();
+    }
+  };
+  if (threads == 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    pool.reserve(threads - 1);
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+  }
+  if (first_error) std::rethrow_exception(first_error);
+  stats_.bytes_written = written;
+  stats_.io_calls = calls;
+
+  // Direct writes rounded the last item up to a whole page: cut the file back.
+  if (direct && end % kIoAlignment != 0) fs_->truncate(out.get(), end);
+  fs_->fsync(out.get());
+  out.close();
+
+  results.reserve(items.size());
+  for (LaidOutItem& it : items) {
+    const WriteItem& item = *it.item;
     WriteResult r;
     r.fqn = item.fqn;
     r.type = item.type;
@@ -181,19 +407,14 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
       r.offsets = item.offsets;
       r.sizes = item.sizes;
     }
-    if (length > 0) {
+    if (it.length > 0) {
       r.location.file = file;
-      r.location.byte_offset = offset;
-      r.location.byte_length = length;
-      r.location.block_checksums = block_checksums(src, length, options_.block_size);
+      r.location.byte_offset = it.offset;
+      r.location.byte_length = it.length;
+      r.location.block_checksums = std::move(it.checksums);
     }
     results.push_back(std::move(r));
   }
-
-  // Direct writes rounded the last item up to a whole page: cut the file back.
-  if (!staging.empty()) fs_->truncate(out.get(), end);
-  fs_->fsync(out.get());
-  out.close();
   return results;
 }
 

@@ -1,0 +1,192 @@
+// AsyncSaver: stage into reusable page-aligned buffers, save in the background.
+#include "dcpp/async_save.h"
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <atomic>
+#include <algorithm>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "dcpp/error.h"
+#include "dcpp/io.h"
+
+namespace dcpp {
+namespace {
+
+// A staged copy of one tensor: where it goes in the arena, and the slot of
+// the staged state dict (a dict key or a list index) that receives its view.
+struct StagedTensor {
+  Tensor source;
+  std::optional<DTensor> dtensor;  // the original, when the tensor is a DTensor's local piece
+  uint64_t offset = 0;
+  StateDict dict;  // handles alias: assigning through them edits the staged structure
+  std::string key;
+  StateList list;
+  size_t index = 0;
+  bool in_list = false;
+};
+
+}  // namespace
+
+struct AsyncSaver::Impl {
+  std::thread worker;
+  std::atomic<bool> running{false};
+  // One arena for every staged tensor, each at a 4096-aligned offset, so the
+  // background writer writes straight from it with direct I/O. Reused while
+  // large enough; grown (never shrunk) otherwise.
+  AlignedBuffer arena;
+  size_t staged_bytes = 0;
+  double blocking_seconds = 0;
+  // The background save's own communicator, split from `split_from`.
+  CommPtr split_from;
+  CommPtr background_comm;
+
+  void join() {
+    if (worker.joinable()) worker.join();
+  }
+
+  // The nested structure of the staged state dict, tensors left as
+  // placeholders recorded in `staged` (the arena is sized after this pass).
+  StateDict layout(const StateDict& in, std::vector<StagedTensor>& staged, uint64_t& total) {
+    StateDict out;
+    for (const auto& [key, value] : in) {
+      StagedTensor slot;
+      slot.dict = out;
+      slot.key = key;
+      out.set(key, layout_value(value, std::move(slot), staged, total));
+    }
+    return out;
+  }
+
+  StateValue layout_value(const StateValue& v, StagedTensor slot, std::vector<StagedTensor>& staged, uint64_t& total) {
+    auto place = [&](const Tensor& t) {
+      slot.source = t;
+      slot.offset = total;
+      total += align_up(std::max<uint64_t>(t.nbytes(), 1), kIoAlignment);
+      staged.push_back(std::move(slot));
+    };
+    if (v.is_tensor()) {
+      const Tensor& t = v.as<Tensor>();
+      if (t.defined() && !t.is_meta()) place(t);
+      return v;  // replaced by its staged view below (meta/undefined: save() reports them by key)
+    }
+    if (v.is_dtensor()) {
+      const DTensor& d = v.as<DTensor>();
+      if (d.defined() && !d.is_meta()) {
+        slot.dtensor = d;
+        place(d.to_local());
+      }
+      return v;
+    }
+    if (v.is_dict()) return layout(v.as<StateDict>(), staged, total);
+    if (v.is_list()) {
+      StateList out;
+      const StateList& in = v.as<StateList>();
+      for (size_t i = 0; i < in.size(); ++i) {
+        StagedTensor child;
+        child.list = out;
+        child.index = i;
+        child.in_list = true;
+        out.push_back(layout_value(in[i], std::move(child), staged, total));
+      }
+      return out;
+    }
+    if (v.is_stateful()) {
+      // save() asks a stateful object for its state; ask now, on the caller's thread.
+      return layout(v.as<std::shared_ptr<Stateful>>()->state_dict(), staged, total);
+    }
+    return v;  // plain values are copied with the structure
+  }
+};
+
+AsyncSaver::AsyncSaver() : impl_(std::make_unique<Impl>()) {}
+
+AsyncSaver::~AsyncSaver() { impl_->join(); }
+
+void AsyncSaver::wait() { impl_->join(); }
+
+bool AsyncSaver::busy() const { return impl_->running.load(); }
+
+size_t AsyncSaver::staging_bytes() const { return impl_->staged_bytes; }
+
+double AsyncSaver::last_blocking_seconds() const { return impl_->blocking_seconds; }
+
+std::future<void> AsyncSaver::save(const StateDict& state_dict, std::shared_ptr<StorageWriter> writer,
+                                   const SaveOptions& options) {
+  if (!writer) throw Error(ErrorCode::kInvalidArgument, "async_save: no storage writer");
+  const auto start = std::chrono::steady_clock::now();
+  // One save in flight: the staging buffers are still being written from.
+  impl_->join();
+
+  // The communicator the save would use, and the background's own copy of it.
+  CommPtr comm = options.comm ? options.comm : infer_communicator(state_dict);
+  if (comm) {
+    if (comm != impl_->split_from) {
+      impl_->background_comm = comm->split(0, comm->rank());
+      impl_->background_comm->set_timeout(comm->timeout());
+      impl_->split_from = comm;
+    }
+  } else {
+    impl_->split_from = nullptr;
+    impl_->background_comm = nullptr;
+  }
+
+  // Stage: lay out, size the arena, copy, and put views of the arena in
+  // the staged structure.
+  std::vector<StagedTensor> staged;
+  uint64_t total = 0;
+  StateDict root = impl_->layout(state_dict, staged, total);
+  if (impl_->arena.capacity() < total) {
+    impl_->arena = AlignedBuffer();  // free the old one first: peak memory is one arena
+    impl_->arena = AlignedBuffer(static_cast<size_t>(total));
+  }
+  impl_->staged_bytes = static_cast<size_t>(total);
+  for (StagedTensor& s : staged) {
+    Tensor view = Tensor::from_blob(impl_->arena.data() + s.offset, s.source.sizes(), s.source.dtype());
+    view.copy_from(s.source);
+    StateValue value = s.dtensor ? StateValue(DTensor(view, s.dtensor->device_mesh(), s.dtensor->placements(),
+                                                      s.dtensor->shape()))
+                                 : StateValue(view);
+    if (s.in_list) {
+      s.list[s.index] = std::move(value);
+    } else {
+      s.dict.set(s.key, std::move(value));
+    }
+  }
+  staged.clear();  // drop the references to the caller's tensors
+
+  SaveOptions background = options;
+  background.comm = impl_->background_comm;
+  std::promise<void> promise;
+  std::future<void> future = promise.get_future();
+  impl_->running = true;
+  impl_->worker = std::thread([impl = impl_.get(), root = std::move(root), writer = std::move(writer),
+                               background = std::move(background), promise = std::move(promise)]() mutable {
+    try {
+      dcpp::save(root, *writer, background);
+      promise.set_value();
+    } catch (...) {
+      promise.set_exception(std::current_exception());
+    }
+    impl->running = false;
+  });
+  impl_->blocking_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return future;
+}
+
+AsyncSaver& thread_async_saver() {
+  thread_local AsyncSaver saver;
+  return saver;
+}
+
+std::future<void> async_save(const StateDict& state_dict, std::shared_ptr<StorageWriter> writer,
+                             const SaveOptions& options) {
+  return thread_async_saver().save(state_dict, std::move(writer), options);
+}
+
+}  // namespace dcpp

@@ -1,0 +1,120 @@
+// The native format's read engine: turns a rank's boxes into few large,
+// block-verified reads, runs them on a thread pool, and — given a
+// communicator — reads each needed block once for all ranks.
+//
+// Planning: every box names the checksum blocks of its saved item that hold
+// its bytes. The blocks of an item wanted by any box form pieces (at most
+// max_read_bytes, cut at block boundaries when blocks hold whole elements);
+// pieces of one file that are adjacent or separated by a small gap become
+// one read (an "op"). An op fetches whole blocks (direct I/O on page-aligned
+// offsets when the file system allows it), verifies every block, and copies
+// into each destination exactly the box elements whose bytes the op holds —
+// so no buffer ever holds more than one op, never a whole chunk.
+//
+// Read once, deliver everywhere (a communicator of more than one rank): the
+// ranks exchange which blocks they need; every rank computes the same
+// assignment of each needed piece to one of the ranks needing it (fewest
+// bytes so far), reads only its own pieces, and sends every other rank that
+// needs a piece exactly the elements of its boxes the piece holds (packed,
+// verified) with all_to_all_v, in rounds of bounded size. Disk traffic is
+// then the union of the needed blocks, whatever the resharding. Failures
+// travel in the exchanges, so no rank waits for a failed one: the failing
+// rank throws its error, the others stop and return, and load()'s status
+// exchange then fails every rank, naming the failing one.
+//
+// Thread-safety: without a communicator, read() may be called from several
+// threads at once; with one, read() is collective and one call per rank.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dcpp/comm.h"
+#include "dcpp/fs_storage.h"
+#include "dcpp/io.h"
+#include "dcpp/metadata.h"
+#include "dcpp/tensor.h"
+
+namespace dcpp::fs_detail {
+
+// One box of one saved tensor chunk, copied (converting dtype) into `dest`.
+struct BoxRead {
+  std::string key;
+  size_t chunk_index = 0;
+  const StorageLocation* location = nullptr;
+  DType dtype = DType::kFloat32;  // stored dtype
+  Shape chunk_sizes;
+  Shape box_offsets;
+  Shape box_lengths;
+  Tensor dest;  // shape box_lengths, any dtype and strides
+};
+
+struct ReadEngineOptions {
+  size_t threads = 4;
+  bool direct = true;
+  uint64_t max_read_bytes = 16 << 20;
+  // Read-once delivery: bytes each rank reads per exchange round, and the
+  // size of the pieces shared blocks are dealt out in.
+  uint64_t round_bytes = 32 << 20;
+  uint64_t share_piece_bytes = 4 << 20;
+  CommPtr comm;  // null or one rank: every rank reads what it needs itself
+  // Needed with a communicator: owners read items they have no box of.
+  const Metadata* metadata = nullptr;
+};
+
+class ReadEngine {
+ public:
+  ReadEngine(FileSystemPtr fs, std::string directory, uint64_t block_size, int rank);
+  ~ReadEngine();
+  ReadEngine(const ReadEngine&) = delete;
+  ReadEngine& operator=(const ReadEngine&) = delete;
+
+  // Reads every box. `local_error`, when set, is this rank's failure while
+  // preparing: with a communicator it is still announced in the exchange
+  // (so no rank waits) and rethrown; every rank then fails.
+  void read(const std::vector<BoxRead>& reads, const ReadEngineOptions& options,
+            std::exception_ptr local_error = nullptr);
+  // A whole stored item (a value), verified.
+  Bytes read_bytes(const std::string& key, const StorageLocation& location);
+
+  StorageIoStats stats() const;
+  void reset_stats();
+
+  // Public for the planning code in read_engine.cc.
+  struct Handles {
+    FileHandle buffered;
+    FileHandle direct;  // opened with try_direct; .direct false after a fallback
+  };
+  const FileHandle& file(const std::string& name, bool direct);
+  // Reads file bytes [begin, end) into `dst`, which has room for the
+  // page-aligned span around them when the handle is direct; returns the
+  // pointer to byte `begin` inside dst.
+  std::byte* read_span(const std::string& key, const StorageLocation& loc, uint64_t begin, uint64_t end,
+                       std::byte* dst, bool direct);
+  void verify_blocks(const std::string& key, const StorageLocation& loc, uint64_t first, uint64_t last,
+                     const std::byte* item_bytes_at_first);
+  void add_sent(uint64_t n) { bytes_sent_ += n; }
+  void add_received(uint64_t n) { bytes_received_ += n; }
+  void add_needed(uint64_t n) { bytes_needed_ += n; }
+  uint64_t block_size() const { return block_size_; }
+  int rank() const { return rank_; }
+  const std::string& directory() const { return directory_; }
+
+ private:
+  FileSystemPtr fs_;
+  std::string directory_;
+  uint64_t block_size_;
+  int rank_;
+  std::mutex mutex_;
+  std::map<std::string, Handles> files_;
+  std::atomic<uint64_t> bytes_read_{0}, bytes_needed_{0}, bytes_sent_{0}, bytes_received_{0}, io_calls_{0};
+  std::atomic<bool> direct_used_{false}, fallback_{false};
+};
+
+}  // namespace dcpp::fs_detail
