@@ -1,0 +1,80 @@
+// dcpp's end-to-end checkpoint benchmark (`dcpp bench`, `make bench`).
+//
+// Builds a synthetic transformer-like sharded state dict (Colwise/Rowwise
+// placements, bf16 and fp32 tensors, optimizer state on request) on N thread
+// ranks — or on the MPI world under mpirun — and measures, in one run, on one
+// file system and one byte count: raw direct-I/O write and read (the
+// machine's own limit), dcpp save, dcpp load with the same sharding and
+// resharded (N → N/2 and N → 2N ranks, the model's layout and the transposed
+// one), async_save blocking time beside the synchronous save and a memcpy of
+// the same bytes, peak RSS, and disk bytes read per load. Every figure is a
+// median of `runs`; loads come cold and are verified outside the timed
+// region. bench/README.md documents the table and the JSON fields.
+//
+// The CLI calls bench_main(argc, argv) (its own flags, see --help) or
+// run_bench() with options it parsed itself. Not thread-safe: one run at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dcpp::bench {
+
+struct BenchOptions {
+  int ranks = 4;            // thread ranks (ignored under mpirun: the MPI world)
+  int layers = 19;          // with hidden 2048: ≈ 3 GiB of model state
+  int64_t hidden = 2048;
+  bool optimizer = false;   // add AdamW state (exp_avg, exp_avg_sq in fp32) per weight
+  std::string dir;          // where files go (empty: ./dcpp-bench-data); the same file system for every figure
+  int runs = 3;             // median of this many (≥ 1)
+  int write_threads = 2;    // writer threads per rank (dcpp and the raw baseline)
+  int read_threads = 4;     // reader threads per rank (dcpp and the raw baseline)
+  bool direct = true;       // O_DIRECT where the file system allows it
+  bool reshard = true;      // the resharded loads
+  bool async = true;        // async_save figures
+  bool json = false;        // print JSON instead of the table
+  std::string command;      // the command line, echoed in the report
+};
+
+// One measured figure: median and every sample, in seconds, over `bytes`.
+struct Figure {
+  std::string name;
+  std::vector<double> samples;
+  double seconds = 0;       // median
+  uint64_t bytes = 0;       // bytes the figure counts (checkpoint bytes needed, or raw bytes)
+  uint64_t disk_bytes_read = 0;  // loads: median disk bytes read by all ranks together
+  int ranks = 0;
+  std::string note;
+  // The raw baseline measured next to this figure's runs (interleaved, so
+  // both see the same load on a shared machine): save pairs with raw_write,
+  // each load with a raw_read just before each of its runs.
+  std::string baseline;
+  double baseline_gib_per_s = 0;
+  double gib_per_s() const;
+  double ratio() const { return baseline_gib_per_s > 0 ? gib_per_s() / baseline_gib_per_s : 0; }
+};
+
+struct BenchReport {
+  BenchOptions options;
+  int world = 0;
+  std::string backend;       // "threads" or "mpi"
+  std::string dir;
+  std::string file_system_io;  // "direct" or "buffered (O_DIRECT refused)"
+  uint64_t state_bytes = 0;    // all ranks' local tensor bytes (replicas counted per rank)
+  uint64_t checkpoint_bytes = 0;  // tensor bytes in the checkpoint (replicas once)
+  uint64_t peak_rss_bytes = 0;        // VmHWM of this process over the whole run
+  uint64_t save_peak_rss_bytes = 0;   // VmHWM during the synchronous saves
+  uint64_t rss_before_save_bytes = 0; // VmRSS just before them (the state, mostly)
+  std::vector<Figure> figures;
+  std::string to_table() const;
+  std::string to_json() const;
+  const Figure* find(const std::string& name) const;
+};
+
+BenchReport run_bench(const BenchOptions& options);
+// Parses flags (--help lists them), runs, prints the table or JSON; returns the exit code.
+int bench_main(int argc, char** argv);
+
+}  // namespace dcpp::bench
