@@ -9,6 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libxxhash-dev libsimdjson-dev libfmt-dev libcli11-dev libdlpack-dev
   python3 python3-numpy
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

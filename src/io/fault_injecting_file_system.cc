@@ -133,6 +133,10 @@ size_t FaultInjectingFileSystem::pwrite(const FileHandle& file, const void* data
     std::lock_guard lock(mutex_);
     if (space_limit_ != UINT64_MAX) {
       uint64_t left = space_limit_ > space_used_ ? space_limit_ - space_used_ : 0;
+      // A direct-I/O write cannot end inside a page: a real disk writes the
+      // whole pages that fit, or refuses (the kernel would reject an
+      // unaligned length with EINVAL, which is no full disk).
+      if (file.direct) left = left / kIoAlignment * kIoAlignment;
       if (left == 0) {
         ++faults_triggered_;
         // Unlock happens at scope exit; fail() only builds the exception.

@@ -40,11 +40,27 @@ constexpr size_t kMaxTransfer = 0x7ffff000;
 
 void FileSystem::write_all(const FileHandle& file, const void* data, size_t length, uint64_t offset) {
   const auto* p = static_cast<const std::byte*>(data);
+  int stalls = 0;
   while (length > 0) {
     size_t n = pwrite(file, p, length, offset);
     if (n == 0) {
       throw Error(ErrorCode::kIo, "pwrite " + at_context(file, length, offset) + " made no progress");
     }
+    if (file.direct && n < length && n % kIoAlignment != 0) {
+      // O_DIRECT needs page-aligned offsets: continuing at offset + n would
+      // fail with EINVAL and hide the real cause (usually a full disk). Go
+      // on from the last whole page instead, rewriting the partial one.
+      n = n / kIoAlignment * kIoAlignment;
+      if (n == 0) {
+        if (++stalls > 8) {
+          throw Error(ErrorCode::kIo, "pwrite " + at_context(file, length, offset) +
+                                          ": direct-I/O writes keep coming back short of a whole page "
+                                          "(is the file system full?)");
+        }
+        continue;
+      }
+    }
+    stalls = 0;
     p += n;
     offset += n;
     length -= n;

@@ -230,8 +230,10 @@ void SGD::step() {
     Tensor g = p->grad_local();
     std::vector<Tensor*> ts{&p->local(), &g};
     if (buf) ts.push_back(buf);
+    // Not p->dtype() inside the lambda: clang 14 cannot capture a structured binding.
+    const DType dtype = p->dtype();
     with_contiguous(ts, [&](std::vector<Tensor>& w) {
-      dispatch_float(p->dtype(), "SGD.step", [&](auto zero) {
+      dispatch_float(dtype, "SGD.step", [&](auto zero) {
         using T = decltype(zero);
         T* pp = w[0].data<T>();
         const T* pg = w[1].data<T>();
@@ -299,8 +301,10 @@ void AdamW::step() {
     const double bias_correction2 = 1 - std::pow(o.beta2, step);
     const double step_size = o.lr / bias_correction1;
     const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+    // Not p->dtype() inside the lambda: clang 14 cannot capture a structured binding.
+    const DType dtype = p->dtype();
     with_contiguous(ts, [&](std::vector<Tensor>& w) {
-      dispatch_float(p->dtype(), "AdamW.step", [&](auto zero) {
+      dispatch_float(dtype, "AdamW.step", [&](auto zero) {
         using T = decltype(zero);
         T* pp = w[0].data<T>();
         const T* pg = w[1].data<T>();

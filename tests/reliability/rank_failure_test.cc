@@ -1,0 +1,184 @@
+// Issue point 6 (threads): a rank that throws in the middle of a save or a
+// load. Every other rank must end with a dcpp::Error naming the failed rank
+// before the communicator's deadline (the error is not a timeout), and a
+// failed save must leave the previous checkpoint intact. The MPI half (a
+// rank process killed under mpirun) is rank_kill_mpi_test.sh.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <stdexcept>
+
+#include "dcpp/checkpoint.h"
+#include "dcpp/dtensor.h"
+#include "reliability/reliability_cases.h"
+#include "support/distributed.h"
+
+namespace dcpp::testing {
+namespace {
+
+constexpr int kWorld = 4;
+constexpr auto kTimeout = std::chrono::seconds(60);
+
+// Forwards to the real file system; the chosen call throws a plain
+// std::runtime_error (not a dcpp::Error: a bug or a foreign library failing).
+class ThrowingFileSystem final : public FileSystem {
+ public:
+  ThrowingFileSystem(FsOp op, int nth) : op_(op), nth_(nth) {}
+  FileHandle open(const std::string& p, const OpenFlags& f) override { hit(FsOp::kOpen); return inner_.open(p, f); }
+  size_t pwrite(const FileHandle& f, const void* d, size_t n, uint64_t o) override {
+    hit(FsOp::kPwrite);
+    return inner_.pwrite(f, d, n, o);
+  }
+  size_t pread(const FileHandle& f, void* d, size_t n, uint64_t o) override {
+    // Mid-load: a read of a data file, not of the metadata.
+    if (f.path.find("data-") != std::string::npos) hit(FsOp::kPread);
+    return inner_.pread(f, d, n, o);
+  }
+  void fsync(const FileHandle& f) override { hit(FsOp::kFsync); inner_.fsync(f); }
+  void fdatasync(const FileHandle& f) override { inner_.fdatasync(f); }
+  void truncate(const FileHandle& f, uint64_t n) override { inner_.truncate(f, n); }
+  void close(FileHandle& f) override { inner_.close(f); }
+  void rename(const std::string& a, const std::string& b) override { hit(FsOp::kRename); inner_.rename(a, b); }
+  bool rename_exchange(const std::string& a, const std::string& b) override { return inner_.rename_exchange(a, b); }
+  bool mkdir(const std::string& p) override { return inner_.mkdir(p); }
+  bool remove(const std::string& p) override { return inner_.remove(p); }
+  void remove_all(const std::string& p) override { inner_.remove_all(p); }
+  std::vector<std::string> list_dir(const std::string& p) override { return inner_.list_dir(p); }
+  FileType file_type(const std::string& p) override { return inner_.file_type(p); }
+  uint64_t file_size(const std::string& p) override { return inner_.file_size(p); }
+  void fsync_dir(const std::string& p) override { inner_.fsync_dir(p); }
+  uint64_t free_space(const std::string& p) override { return inner_.free_space(p); }
+
+ private:
+  void hit(FsOp op) {
+    if (op == op_ && ++seen_ == nth_) throw std::runtime_error("the rank's thread blew up in " + std::string(fs_op_name(op)));
+  }
+  PosixFileSystem inner_;
+  FsOp op_;
+  int nth_;
+  std::atomic<int> seen_{0};
+};
+
+struct Ended {
+  bool threw = false;
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+  double seconds = 0;
+};
+
+void expect_named(const std::vector<Ended>& ended, int failed_rank, const char* what) {
+  for (int r = 0; r < kWorld; ++r) {
+    if (r == failed_rank) continue;
+    const Ended& e = ended[r];
+    EXPECT_TRUE(e.threw) << what << ": rank " << r << " did not fail";
+    EXPECT_NE(e.code, ErrorCode::kTimeout) << what << ": rank " << r << " waited for its deadline: " << e.message;
+    EXPECT_NE(e.message.find("rank " + std::to_string(failed_rank)), std::string::npos)
+        << what << ": rank " << r << "'s error does not name rank " << failed_rank << ": " << e.message;
+    std::printf("[rank-failure] %s: rank %d ended after %.3f s: %s\n", what, r, e.seconds, e.message.c_str());
+  }
+}
+
+template <typename Fn>
+void timed(Ended& e, Fn&& fn) {
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    fn();
+  } catch (const Error& err) {
+    e = {true, err.code(), err.what(), 0};
+  } catch (const std::exception& err) {
+    e = {true, ErrorCode::kInternal, std::string("not a dcpp::Error: ") + err.what(), 0};
+  }
+  e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+TEST(ReliabilityRankFailure, RankThrowsMidSave) {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/ckpt";
+  ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);
+  for (FsOp op : {FsOp::kOpen, FsOp::kPwrite, FsOp::kFsync, FsOp::kRename}) {
+    for (int failing : {0, 2}) {
+      if (op == FsOp::kRename && failing != 0) continue;  // only the coordinator renames
+      const std::string what = "save, rank " + std::to_string(failing) + " throws in " + std::string(fs_op_name(op));
+      std::vector<Ended> ended(kWorld);
+      run_ranks(
+          kWorld,
+          [&](CommPtr comm) {
+            StateDict sd = seed_state_dict(comm, Generation::kNew);
+            FileSystemWriterOptions o;
+            if (comm->rank() == failing) o.filesystem = std::make_shared<ThrowingFileSystem>(op, 1);
+            FileSystemWriter writer(path, o);
+            timed(ended[comm->rank()], [&] { save(sd, writer, SaveOptions{.comm = comm}); });
+          },
+          RunRanksOptions{.timeout = kTimeout});
+      expect_named(ended, failing, what.c_str());
+      EXPECT_TRUE(ended[failing].threw);
+      EXPECT_NE(ended[failing].message.find("blew up"), std::string::npos) << ended[failing].message;
+      Inspection seen = inspect_seed_checkpoint(path, kWorld);
+      EXPECT_EQ(seen.found, Found::kOld) << what << ": " << seen.detail;
+    }
+  }
+}
+
+TEST(ReliabilityRankFailure, RankThrowsMidLoad) {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/ckpt";
+  ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);
+  for (FsOp op : {FsOp::kOpen, FsOp::kPread}) {
+    for (int failing : {0, 3}) {
+      const std::string what = "load, rank " + std::to_string(failing) + " throws in " + std::string(fs_op_name(op));
+      std::vector<Ended> ended(kWorld);
+      run_ranks(
+          kWorld,
+          [&](CommPtr comm) {
+            StateDict sd = seed_state_dict(comm, Generation::kNew);
+            FileSystemReaderOptions o;
+            if (comm->rank() == failing) o.filesystem = std::make_shared<ThrowingFileSystem>(op, 1);
+            FileSystemReader reader(path, o);
+            timed(ended[comm->rank()], [&] { load(sd, reader, LoadOptions{.comm = comm}); });
+          },
+          RunRanksOptions{.timeout = kTimeout});
+      expect_named(ended, failing, what.c_str());
+      EXPECT_TRUE(ended[failing].threw);
+    }
+  }
+}
+
+// A rank whose thread dies outside dcpp (its body throws) while the others
+// are inside save or load: their collectives must fail fast, naming it.
+TEST(ReliabilityRankFailure, RankThreadDiesWhileOthersSaveOrLoad) {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/ckpt";
+  ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);
+  for (bool saving : {true, false}) {
+    const int dying = 1;
+    const std::string what = std::string(saving ? "save" : "load") + ", rank 1's thread dies";
+    std::vector<Ended> ended(kWorld);
+    try {
+      run_ranks(
+          kWorld,
+          [&](CommPtr comm) {
+            StateDict sd = seed_state_dict(comm, Generation::kNew);
+            if (comm->rank() == dying) throw std::runtime_error("rank thread died outside dcpp");
+            timed(ended[comm->rank()], [&] {
+              if (saving) {
+                save(sd, path, SaveOptions{.comm = comm});
+              } else {
+                load(sd, path, LoadOptions{.comm = comm});
+              }
+            });
+          },
+          RunRanksOptions{.timeout = kTimeout});
+      ADD_FAILURE() << "run_ranks did not rethrow the dead rank's exception";
+    } catch (const std::exception& e) {
+      std::printf("[rank-failure] %s: run_ranks rethrew: %s\n", what.c_str(), e.what());
+    }
+    expect_named(ended, dying, what.c_str());
+    EXPECT_EQ(inspect_seed_checkpoint(path, kWorld).found, Found::kOld) << what;
+  }
+}
+
+}  // namespace
+}  // namespace dcpp::testing
