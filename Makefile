@@ -1,11 +1,29 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both install missing Debian packages, configure (Release), build and run.
+# `make test` runs the suite in the Release build, then again under
+# AddressSanitizer + UndefinedBehaviorSanitizer (test-asan), then a short
+# libFuzzer smoke of every parser (fuzz-smoke). test-tsan runs the
+# thread-backend tests under ThreadSanitizer; fuzz fuzzes each parser longer.
 BUILD ?= build
+BUILD_ASAN ?= build-asan
+BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-MAKEFLAGS += --no-print-directory
+# Seconds of fuzzing per target: make fuzz, and make fuzz-smoke (part of make test).
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
+# libFuzzer comes with clang (Debian: clang-14, libclang-rt-14-dev).
+FUZZ_CC ?= clang-14
+FUZZ_CXX ?= clang++-14
+# The SIGKILL test's trials under ASan (50 in the Release run): the sanitized
+# child is several times slower, and the Release run already makes the count.
+ASAN_KILL_TRIALS ?= 12
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+          LSAN_OPTIONS=suppressions=$(CURDIR)/tests/reliability/lsan.supp:print_suppressions=0
 
-.PHONY: all deps configure build demo test bench interop clean
+.PHONY: all deps configure build demo test test-release test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
+        bench-peers clean interop
 
 all: build
 
@@ -21,17 +39,60 @@ build: configure
 demo: build
 	@$(BUILD)/dcpp demo
 
-test: build
+test: test-release test-asan fuzz-smoke
+
+test-release: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+test-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Release -DDCPP_SANITIZE=ON -DDCPP_BUILD_BENCH=OFF $(CMAKE_FLAGS) > /dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	@cd $(BUILD_ASAN) && $(SAN_ENV) DCPP_KILL_TRIALS=$(ASAN_KILL_TRIALS) ctest --output-on-failure -j $(JOBS)
+
+# Thread-backend tests only: Open MPI is not built for ThreadSanitizer.
+test-tsan: deps
+	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Release -DDCPP_WITH_MPI=OFF -DDCPP_BUILD_BENCH=OFF \
+	  "-DCMAKE_CXX_FLAGS=-fsanitize=thread -g" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread $(CMAKE_FLAGS) > /dev/null
+	@cmake --build $(BUILD_TSAN) -j $(JOBS)
+	@cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 DCPP_KILL_TRIALS=4 \
+	  ctest --output-on-failure -j $(JOBS) -E 'fuzz_|independent_reader|dump_checkpoint'
+
+# libFuzzer needs clang: a separate, fully instrumented build of the parsers.
+fuzz-build: deps
+	@CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDCPP_FUZZ=ON \
+	  -DDCPP_BUILD_BENCH=OFF $(CMAKE_FLAGS) > /dev/null
+	@cmake --build $(BUILD_FUZZ) --target fuzz_targets -j $(JOBS)
+
+fuzz: fuzz-build
+	@bash fuzz/run_fuzz.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	@bash fuzz/run_fuzz.sh $(BUILD_FUZZ) $(FUZZ_SMOKE_SECONDS)
+
+# `make bench`: the checkpoint benchmark (bench/README.md; BENCH_ARGS, e.g.
+# "--layers 6 --ranks 2", passes options) and the planning benchmark.
+BENCH_ARGS ?=
 bench: build
-	@$(BUILD)/bench/strided_copy_bench
+	@$(BUILD)/bench/checkpoint_bench $(BENCH_ARGS)
+	@$(BUILD)/bench/planning_bench
+
+# `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
+# disk, in the same run as dcpp; prints dcpp's ratio to each. Installs PyTorch
+# (CPU) and safetensors with pip into TORCH_VENV when they are missing.
+TORCH_VENV ?= $(HOME)/.cache/dcpp/torch-venv
+bench-peers: build
+	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
+	@$(TORCH_VENV)/bin/python -c "import torch, safetensors" 2>/dev/null || \
+	  $(TORCH_VENV)/bin/pip install --quiet torch safetensors numpy
+	@$(BUILD)/bench/checkpoint_bench --json $(BENCH_ARGS) > $(BUILD)/bench-dcpp.json
+	@python3 -c "import json,sys; d=json.load(open('$(BUILD)/bench-dcpp.json')); [print(f'dcpp {k:32s} {v[\"seconds\"]:9.3f} s {v[\"gib_per_s\"]:8.3f} GiB/s') for k,v in d['figures'].items()]"
+	@$(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp-json $(BUILD)/bench-dcpp.json --json $(BUILD)/bench-peers.json
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
 
 # dcpp against real PyTorch (CPU wheels from PyPI in a venv outside the
 # repository): PyTorch DCP and safetensors checkpoints both ways.
 # DCPP_INTEROP_FIXTURES=tests/data/interop refreshes the committed fixtures.
 interop: configure
 	@bash scripts/interop/run.sh $(BUILD) $(JOBS)
-
-clean:
-	rm -rf $(BUILD)
