@@ -94,5 +94,8 @@ clean:
 # dcpp against real PyTorch (CPU wheels from PyPI in a venv outside the
 # repository): PyTorch DCP and safetensors checkpoints both ways.
 # DCPP_INTEROP_FIXTURES=tests/data/interop refreshes the committed fixtures.
+# The oldest supported PyTorch, in its own venv:
+#   make interop TORCH_VENV=$HOME/.cache/dcpp/torch24-venv TORCH_SPEC='torch==2.4.* numpy<2'
+TORCH_SPEC ?= torch
 interop: configure
-	@bash scripts/interop/run.sh $(BUILD) $(JOBS)
+	@DCPP_TORCH_VENV=$(TORCH_VENV) DCPP_TORCH_SPEC='$(TORCH_SPEC)' bash scripts/interop/run.sh $(BUILD) $(JOBS)

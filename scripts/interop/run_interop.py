@@ -17,6 +17,7 @@
 With --fixtures DIR it also refreshes the small committed fixtures.
 """
 import argparse
+import inspect
 import json
 import os
 import shutil
@@ -201,16 +202,25 @@ def check_equal(label, got, want):
     print(f"PyTorch loaded {label}: {len(want)} entries match")
 
 
+def dcp_load_single_process(sd, reader):
+    # PyTorch before 2.5 has no no_dist argument: it loads without a process
+    # group when none is initialised.
+    if "no_dist" in inspect.signature(dcp.load).parameters:
+        dcp.load(sd, storage_reader=reader, no_dist=True)
+    else:
+        dcp.load(sd, storage_reader=reader)
+
+
 def torch_load_dcp(path, want):
     # Plain tensors of the right shape: DCP loads any sharding into them.
     sd = {k: (torch.full_like(v, -7) if isinstance(v, torch.Tensor) else type(v)()) for k, v in want.items()}
-    dcp.load(sd, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+    dcp_load_single_process(sd, dcp.FileSystemReader(path))
     return sd
 
 
 def torch_load_hf(path, want):
     sd = {k: torch.full_like(v, -7) for k, v in want.items() if isinstance(v, torch.Tensor)}
-    dcp.load(sd, storage_reader=HuggingFaceStorageReader(path), no_dist=True)
+    dcp_load_single_process(sd, HuggingFaceStorageReader(path))
     return sd
 
 

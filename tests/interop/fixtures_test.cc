@@ -1,5 +1,5 @@
-// Readers against checkpoints written by real PyTorch (tests/data/interop,
-// produced by scripts/interop/run_interop.py --fixtures; the torch version is
+// Readers against checkpoints written by real PyTorch (tests/data/interop and
+// tests/data/interop-torch2.4, produced by scripts/interop/run_interop.py --fixtures; the torch version is
 // in TORCH_VERSION there). Expected values are PyTorch's own dumps
 // (manifest.json + raw little-endian .bin files), compared bit-exactly.
 #include <gtest/gtest.h>
@@ -81,33 +81,51 @@ void check_resharded_load(const std::function<std::unique_ptr<StorageReader>()>&
   });
 }
 
-TEST(TorchFixtures, VersionRecorded) {
-  std::ifstream in(data_dir() + "/TORCH_VERSION");
+// PyTorch DCP fixtures of the newest PyTorch checked (tests/data/interop)
+// and of the oldest supported one (tests/data/interop-torch2.4).
+const char* const kDcpFixtureDirs[] = {"", "-torch2.4"};
+
+TEST(interop_TorchFixtures, VersionRecorded) {
+  for (const char* suffix : kDcpFixtureDirs) {
+    std::ifstream in(data_dir() + suffix + "/TORCH_VERSION");
+    std::string line;
+    ASSERT_TRUE(std::getline(in, line)) << data_dir() << suffix;
+    EXPECT_EQ(line.rfind("torch ", 0), 0u) << line;
+  }
+  std::ifstream old(data_dir() + "-torch2.4/TORCH_VERSION");
   std::string line;
-  ASSERT_TRUE(std::getline(in, line));
-  EXPECT_EQ(line.rfind("torch ", 0), 0u) << line;
+  ASSERT_TRUE(std::getline(old, line));
+  EXPECT_EQ(line.rfind("torch 2.4.", 0), 0u) << line;
 }
 
-TEST(TorchFixtures, DcpMlpTwoRanksReadWhole) {
-  auto expected = read_expected(data_dir() + "/expected_mlp_ws2");
-  CheckpointReader reader(std::make_unique<TorchDcpReader>(data_dir() + "/dcp_mlp_ws2"));
-  check_reader_whole(reader, expected);
-  // Nesting comes from planner_data: optimizer state sits under optim → state → net1.weight.
-  const auto& path = reader.metadata().paths.at("optim.state.net1.weight.exp_avg");
-  ASSERT_EQ(path.size(), 4u);
-  EXPECT_EQ(path[0].key, "optim");
-  EXPECT_EQ(path[2].key, "net1.weight");
+TEST(interop_TorchFixtures, DcpMlpTwoRanksReadWhole) {
+  for (const char* suffix : kDcpFixtureDirs) {
+    const std::string dir = data_dir() + suffix;
+    SCOPED_TRACE(dir);
+    auto expected = read_expected(dir + "/expected_mlp_ws2");
+    CheckpointReader reader(std::make_unique<TorchDcpReader>(dir + "/dcp_mlp_ws2"));
+    check_reader_whole(reader, expected);
+    // Nesting comes from planner_data: optimizer state sits under optim → state → net1.weight.
+    const auto& path = reader.metadata().paths.at("optim.state.net1.weight.exp_avg");
+    ASSERT_EQ(path.size(), 4u);
+    EXPECT_EQ(path[0].key, "optim");
+    EXPECT_EQ(path[2].key, "net1.weight");
+  }
 }
 
-TEST(TorchFixtures, DcpUnevenFourRanksReshardedLoad) {
-  auto expected = read_expected(data_dir() + "/expected_uneven_ws4");
-  const std::string path = data_dir() + "/dcp_uneven_ws4";
-  check_resharded_load([&] { return std::make_unique<TorchDcpReader>(path); }, expected, {1, 2, 3, 5});
-  CheckpointReader reader(std::make_unique<TorchDcpReader>(path));
-  check_reader_whole(reader, expected);
+TEST(interop_TorchFixtures, DcpUnevenFourRanksReshardedLoad) {
+  for (const char* suffix : kDcpFixtureDirs) {
+    const std::string dir = data_dir() + suffix;
+    SCOPED_TRACE(dir);
+    auto expected = read_expected(dir + "/expected_uneven_ws4");
+    const std::string path = dir + "/dcp_uneven_ws4";
+    check_resharded_load([&] { return std::make_unique<TorchDcpReader>(path); }, expected, {1, 2, 3, 5});
+    CheckpointReader reader(std::make_unique<TorchDcpReader>(path));
+    check_reader_whole(reader, expected);
+  }
 }
 
-TEST(TorchFixtures, HfShardedAndFullLayouts) {
+TEST(interop_TorchFixtures, HfShardedAndFullLayouts) {
   auto expected = read_expected(data_dir() + "/expected_model_uneven_ws2");
   for (const std::string layout : {"hfsharded_uneven_ws2", "hffull_uneven_ws2"}) {
     SCOPED_TRACE(layout);
@@ -118,14 +136,14 @@ TEST(TorchFixtures, HfShardedAndFullLayouts) {
   }
 }
 
-TEST(TorchFixtures, DetectFormats) {
+TEST(interop_TorchFixtures, DetectFormats) {
   EXPECT_EQ(detect_checkpoint_format(data_dir() + "/dcp_mlp_ws2"), CheckpointFormat::kTorchDcp);
   EXPECT_EQ(detect_checkpoint_format(data_dir() + "/hffull_uneven_ws2"), CheckpointFormat::kSafetensors);
   EXPECT_EQ(detect_checkpoint_format(data_dir() + "/expected_mlp_ws2"), CheckpointFormat::kUnknown);
   EXPECT_THROW(open_storage_reader(data_dir() + "/expected_mlp_ws2"), Error);
 }
 
-TEST(TorchFixtures, ConsolidateDcpToSafetensorsAndConvertBack) {
+TEST(interop_TorchFixtures, ConsolidateDcpToSafetensorsAndConvertBack) {
   auto expected = read_expected(data_dir() + "/expected_uneven_ws4");
   testing::TempDir tmp;
   const std::string hf = tmp.path() + "/hf", native = tmp.path() + "/native", dcp2 = tmp.path() + "/dcp";

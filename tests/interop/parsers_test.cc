@@ -46,7 +46,7 @@ std::string message_of(F&& f) {
 
 // ---------------- CRC-32 and zip ----------------
 
-TEST(Zip, Crc32KnownValues) {
+TEST(interop_Zip, Crc32KnownValues) {
   // The standard check value of CRC-32/ISO-HDLC, and the empty string.
   EXPECT_EQ(torch_dcp::crc32("123456789", 9), 0xCBF43926u);
   EXPECT_EQ(torch_dcp::crc32("", 0), 0u);
@@ -65,7 +65,7 @@ std::string make_zip() {
   return out;
 }
 
-TEST(Zip, WriterOutputReadsBackAligned) {
+TEST(interop_Zip, WriterOutputReadsBackAligned) {
   testing::TempDir tmp;
   const std::string path = tmp.path() + "/a.zip";
   std::string prefix(100, 'x');  // the archive sits inside a larger file, as DCP items do
@@ -83,7 +83,7 @@ TEST(Zip, WriterOutputReadsBackAligned) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), "0123456789abcdef");
 }
 
-TEST(Zip, HostileArchives) {
+TEST(interop_Zip, HostileArchives) {
   testing::TempDir tmp;
   auto fs = default_file_system();
   auto open_zip = [&](const std::string& bytes) {
@@ -126,7 +126,7 @@ torch_dcp::UnpickleOptions allow_only(std::string module) {
   return o;
 }
 
-TEST(Pickle, ReadsWhatThePicklerWrites) {
+TEST(interop_Pickle, ReadsWhatThePicklerWrites) {
   torch_dcp::Pickler p;
   p.global("mod", "Cls");
   p.mark();
@@ -157,7 +157,7 @@ TEST(Pickle, ReadsWhatThePicklerWrites) {
   EXPECT_EQ(g.at(args.items[7]).kind, torch_dcp::PyKind::kNone);
 }
 
-TEST(Pickle, ReadsProtocol4FromCPython) {
+TEST(interop_Pickle, ReadsProtocol4FromCPython) {
   // pickle.dumps({"a": [1, 2.5], "b": (None, True)}, protocol=4) from CPython 3.11.
   const unsigned char bytes[] = {
       0x80, 0x04, 0x95, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7d, 0x94, 0x28, 0x8c, 0x01, 0x61, 0x94,
@@ -177,7 +177,7 @@ TEST(Pickle, ReadsProtocol4FromCPython) {
   EXPECT_TRUE(g.at(tup.items[1]).b);
 }
 
-TEST(Pickle, HostileInput) {
+TEST(interop_Pickle, HostileInput) {
   auto parse = [](const std::string& s) {
     torch_dcp::unpickle(s.data(), s.size(), "hostile", allow_only("torch"));
   };
@@ -219,7 +219,7 @@ std::string st_file(const std::string& json, size_t data_bytes) {
   return out + json + std::string(data_bytes, '\0');
 }
 
-TEST(SafetensorsHeader, ParsesAndValidates) {
+TEST(interop_SafetensorsHeader, ParsesAndValidates) {
   const std::string ok = R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
                          R"("b":{"dtype":"BOOL","shape":[3],"data_offsets":[16,19]},)"
                          R"("c":{"dtype":"F8_E5M2","shape":[],"data_offsets":[19,20]}})";
@@ -268,7 +268,7 @@ TEST(SafetensorsHeader, ParsesAndValidates) {
   EXPECT_EQ(code_of([&] { read_safetensors_header(*fs, tmp.path() + "/h.safetensors"); }), ErrorCode::kCorrupt);
 }
 
-TEST(SafetensorsHeader, ShardedChunksMustTile) {
+TEST(interop_SafetensorsHeader, ShardedChunksMustTile) {
   testing::TempDir tmp;
   // Two files each claiming offset 0 of "w": overlapping chunks.
   const std::string json =
@@ -280,7 +280,7 @@ TEST(SafetensorsHeader, ShardedChunksMustTile) {
 
 // ---------------- safetensors writer ----------------
 
-TEST(SafetensorsWriter, AllDtypesRoundTripAndTorchCompatibleRefuses) {
+TEST(interop_SafetensorsWriter, AllDtypesRoundTripAndTorchCompatibleRefuses) {
   testing::TempDir tmp;
   uint64_t seed = testing::test_seed("SafetensorsWriter.AllDtypes");
   Generator gen(seed);
@@ -315,7 +315,7 @@ TEST(SafetensorsWriter, AllDtypesRoundTripAndTorchCompatibleRefuses) {
   EXPECT_FALSE(default_file_system()->exists(tmp.path() + "/compat"));
 }
 
-TEST(SafetensorsWriter, ShardedLayoutOnThreeRanksHasPyTorchNamesAndOffsets) {
+TEST(interop_SafetensorsWriter, ShardedLayoutOnThreeRanksHasPyTorchNamesAndOffsets) {
   testing::TempDir tmp;
   const std::string path = tmp.path() + "/ck";
   Tensor full = Tensor::arange(10 * 4).view({10, 4});
@@ -365,7 +365,7 @@ void read_everything(const std::string& path) {
   for (const auto& k : r.value_keys()) r.value(k);
 }
 
-TEST(TorchDcpHostile, TruncatedDataFileAndMetadata) {
+TEST(interop_TorchDcpHostile, TruncatedDataFileAndMetadata) {
   testing::TempDir tmp;
   const std::string ck = copy_fixture(tmp.path(), "dcp_mlp_ws2");
   std::string data = slurp(ck + "/__1_0.distcp");
@@ -382,7 +382,7 @@ TEST(TorchDcpHostile, TruncatedDataFileAndMetadata) {
   EXPECT_EQ(code_of([&] { read_everything(ck); }), ErrorCode::kCorrupt);
 }
 
-TEST(TorchDcpHostile, UnknownClassInMetadataIsNamed) {
+TEST(interop_TorchDcpHostile, UnknownClassInMetadataIsNamed) {
   testing::TempDir tmp;
   const std::string ck = copy_fixture(tmp.path(), "dcp_mlp_ws2");
   std::string md = slurp(ck + "/.metadata");
@@ -396,7 +396,7 @@ TEST(TorchDcpHostile, UnknownClassInMetadataIsNamed) {
   EXPECT_EQ(code_of([&] { read_everything(ck); }), ErrorCode::kUnsupported);
 }
 
-TEST(TorchDcpHostile, RandomByteFlipsNeverCrash) {
+TEST(interop_TorchDcpHostile, RandomByteFlipsNeverCrash) {
   testing::TempDir tmp;
   const std::string ck = copy_fixture(tmp.path(), "dcp_mlp_ws2");
   const std::string md = slurp(ck + "/.metadata"), d0 = slurp(ck + "/__0_0.distcp");
@@ -420,7 +420,7 @@ TEST(TorchDcpHostile, RandomByteFlipsNeverCrash) {
   EXPECT_GT(errors, 0);
 }
 
-TEST(TorchDcpWriter, RefusesToReplaceForeignDirectory) {
+TEST(interop_TorchDcpWriter, RefusesToReplaceForeignDirectory) {
   testing::TempDir tmp;
   spit(tmp.path() + "/precious.txt", "keep me");
   TorchDcpWriter w(tmp.path());

@@ -202,8 +202,8 @@ std::vector<uint64_t> sample_offsets(uint64_t size, size_t random, std::mt19937_
   return {at.begin(), at.end()};
 }
 
-TEST(ReliabilityCorruption, ByteFlipsAndTruncationsNeverReturnWrongData) {
-  const uint64_t seed = test_seed("ReliabilityCorruption.ByteFlipsAndTruncationsNeverReturnWrongData");
+TEST(reliability_Corruption, ByteFlipsAndTruncationsNeverReturnWrongData) {
+  const uint64_t seed = test_seed("reliability_Corruption.ByteFlipsAndTruncationsNeverReturnWrongData");
   std::mt19937_64 rng(seed);
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";

@@ -157,7 +157,7 @@ void report(const char* what, const CrashTally& t) {
               what, t.points, t.found.summary().c_str(), t.undone, t.cut, t.aside, t.lost, t.wrong);
 }
 
-TEST(ReliabilityCrash, EveryStepOverCompleteCheckpoint) {
+TEST(reliability_Crash, EveryStepOverCompleteCheckpoint) {
   CrashTally t;
   crash_everywhere(/*with_old=*/true, /*exchange_supported=*/true, /*prefixes=*/true, t);
   report("over a complete checkpoint", t);
@@ -166,14 +166,14 @@ TEST(ReliabilityCrash, EveryStepOverCompleteCheckpoint) {
   EXPECT_GT(t.found.count(Found::kNew), 0);
 }
 
-TEST(ReliabilityCrash, EveryStepOfAFirstSave) {
+TEST(reliability_Crash, EveryStepOfAFirstSave) {
   CrashTally t;
   crash_everywhere(/*with_old=*/false, /*exchange_supported=*/true, /*prefixes=*/true, t);
   report("first save", t);
   EXPECT_EQ(t.lost + t.wrong, 0);
 }
 
-TEST(ReliabilityCrash, EveryStepWithoutRenameExchange) {
+TEST(reliability_Crash, EveryStepWithoutRenameExchange) {
   CrashTally t;
   crash_everywhere(/*with_old=*/true, /*exchange_supported=*/false, /*prefixes=*/true, t);
   report("over a complete checkpoint, no RENAME_EXCHANGE", t);
@@ -181,7 +181,7 @@ TEST(ReliabilityCrash, EveryStepWithoutRenameExchange) {
 }
 
 // The model itself: unsynced bytes and entries vanish, synced ones stay.
-TEST(ReliabilityCrash, CrashFileSystemDropsExactlyWhatIsNotDurable) {
+TEST(reliability_Crash, CrashFileSystemDropsExactlyWhatIsNotDurable) {
   TempDir tmp;
   CrashFileSystem fs(tmp.path());
   const std::string d = tmp.path() + "/d";

@@ -120,7 +120,7 @@ std::vector<std::array<uint64_t, kNumFsOps>> count_calls(const std::string& root
   return counts;
 }
 
-TEST(ReliabilityFaults, EveryKthCallOfEveryRankFailsCleanly) {
+TEST(reliability_Faults, EveryKthCallOfEveryRankFailsCleanly) {
   TempDir tmp;
   auto counts = count_calls(tmp.path());
   Tally tally;
@@ -150,7 +150,7 @@ TEST(ReliabilityFaults, EveryKthCallOfEveryRankFailsCleanly) {
   EXPECT_EQ(tally.injected, tally.cases);
 }
 
-TEST(ReliabilityFaults, FullDiskAndShortWritesOnEveryRank) {
+TEST(reliability_Faults, FullDiskAndShortWritesOnEveryRank) {
   TempDir tmp;
   auto counts = count_calls(tmp.path());
   Tally enospc, short_writes, short_repeat_direct, space;

@@ -122,8 +122,8 @@ int64_t held_generation(const std::string& path, uint32_t a, uint32_t b, std::st
   return g;
 }
 
-TEST(ReliabilityKill, SigkillDuringA200MBSave) {
-  const uint64_t seed = test_seed("ReliabilityKill.SigkillDuringA200MBSave");
+TEST(reliability_Kill, SigkillDuringA200MBSave) {
+  const uint64_t seed = test_seed("reliability_Kill.SigkillDuringA200MBSave");
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   const std::string log = tmp.path() + "/steps.log";

@@ -94,7 +94,7 @@ void timed(Ended& e, Fn&& fn) {
   e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-TEST(ReliabilityRankFailure, RankThrowsMidSave) {
+TEST(reliability_RankFailure, RankThrowsMidSave) {
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);
@@ -122,7 +122,7 @@ TEST(ReliabilityRankFailure, RankThrowsMidSave) {
   }
 }
 
-TEST(ReliabilityRankFailure, RankThrowsMidLoad) {
+TEST(reliability_RankFailure, RankThrowsMidLoad) {
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);
@@ -148,7 +148,7 @@ TEST(ReliabilityRankFailure, RankThrowsMidLoad) {
 
 // A rank whose thread dies outside dcpp (its body throws) while the others
 // are inside save or load: their collectives must fail fast, naming it.
-TEST(ReliabilityRankFailure, RankThreadDiesWhileOthersSaveOrLoad) {
+TEST(reliability_RankFailure, RankThreadDiesWhileOthersSaveOrLoad) {
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);

@@ -110,7 +110,7 @@ Shape random_shape(std::mt19937_64& rng) {
   return s;
 }
 
-TEST(StridedCopy, RandomViewsMatchElementReference) {
+TEST(tensor_StridedCopy, RandomViewsMatchElementReference) {
   std::mt19937_64 rng(testing::test_seed("StridedCopy.RandomViewsMatchElementReference"));
   for (int iter = 0; iter < 1500; ++iter) {
     const DType dtype = kAllDTypes[rng() % std::size(kAllDTypes)];
@@ -149,7 +149,7 @@ TEST(StridedCopy, RandomViewsMatchElementReference) {
   }
 }
 
-TEST(StridedCopy, ContiguousWindowAndTransposeLarge) {
+TEST(tensor_StridedCopy, ContiguousWindowAndTransposeLarge) {
   // Shapes big enough for the memcpy-per-row and tiled-transpose paths.
   std::mt19937_64 rng(testing::test_seed("StridedCopy.ContiguousWindowAndTransposeLarge"));
   for (DType dtype : {DType::kFloat32, DType::kFloat64, DType::kBFloat16, DType::kUInt8}) {
@@ -180,7 +180,7 @@ TEST(StridedCopy, ContiguousWindowAndTransposeLarge) {
   }
 }
 
-TEST(StridedCopy, ShapeMismatchAndMeta) {
+TEST(tensor_StridedCopy, ShapeMismatchAndMeta) {
   Tensor a = Tensor::zeros({2, 3});
   Tensor b = Tensor::zeros({3, 2});
   try {
@@ -223,7 +223,7 @@ std::vector<double> source_values(DType src) {
   return {0, 1, -1, 2.5, -2.5, 3, 7, -6, 0.5, 12, -0.5};
 }
 
-TEST(ConvertingCopy, AllDTypePairsThroughStridedViews) {
+TEST(tensor_ConvertingCopy, AllDTypePairsThroughStridedViews) {
   std::mt19937_64 rng(testing::test_seed("ConvertingCopy.AllDTypePairsThroughStridedViews"));
   for (DType s : kAllDTypes) {
     for (DType d : kAllDTypes) {
@@ -256,7 +256,7 @@ TEST(ConvertingCopy, AllDTypePairsThroughStridedViews) {
   }
 }
 
-TEST(ConvertingCopy, SpecialValues) {
+TEST(tensor_ConvertingCopy, SpecialValues) {
   const float inf = INFINITY;
   Tensor f = Tensor::empty({6});
   const float vals[] = {NAN, inf, -inf, 1e6f, -3.7f, 70000.0f};
@@ -300,7 +300,7 @@ TEST(ConvertingCopy, SpecialValues) {
   EXPECT_EQ(big.to(DType::kInt32).data<int32_t>()[1], 5);
 }
 
-TEST(ConvertingCopy, BFloat16MatchesScalarConversionOnTransposedSource) {
+TEST(tensor_ConvertingCopy, BFloat16MatchesScalarConversionOnTransposedSource) {
   std::mt19937_64 rng(testing::test_seed("ConvertingCopy.BFloat16MatchesScalarConversionOnTransposedSource"));
   std::uniform_real_distribution<float> dist(-1000.f, 1000.f);
   Tensor f = Tensor::empty({40, 33});

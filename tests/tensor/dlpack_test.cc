@@ -25,7 +25,7 @@ const Expressible kExpressible[] = {
     {DType::kInt32, kDLInt, 32},     {DType::kInt64, kDLInt, 64},     {DType::kUInt8, kDLUInt, 8},
 };
 
-TEST(DLPack, RoundTripEveryExpressibleDType) {
+TEST(tensor_DLPack, RoundTripEveryExpressibleDType) {
   std::mt19937_64 rng(testing::test_seed("DLPack.RoundTripEveryExpressibleDType"));
   for (const Expressible& x : kExpressible) {
     SCOPED_TRACE(dtype_name(x.dtype));
@@ -65,7 +65,7 @@ TEST(DLPack, RoundTripEveryExpressibleDType) {
   }
 }
 
-TEST(DLPack, ExportKeepsStorageAlive) {
+TEST(tensor_DLPack, ExportKeepsStorageAlive) {
   DLManagedTensor* m;
   {
     Tensor t = Tensor::arange(10, DType::kInt32);
@@ -99,7 +99,7 @@ struct Producer {
   }
 };
 
-TEST(DLPack, ImportHonoursStridesByteOffsetAndDeleter) {
+TEST(tensor_DLPack, ImportHonoursStridesByteOffsetAndDeleter) {
   Producer p;
   p.buf = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
   p.shape = {2, 3};
@@ -138,7 +138,7 @@ TEST(DLPack, ImportHonoursStridesByteOffsetAndDeleter) {
   EXPECT_EQ(p.deleted, 4);
 }
 
-TEST(DLPack, UnsupportedTypesAndDevices) {
+TEST(tensor_DLPack, UnsupportedTypesAndDevices) {
   for (DType dt : {DType::kBool, DType::kFloat8E4M3FN, DType::kFloat8E5M2}) {
     SCOPED_TRACE(dtype_name(dt));
     try {

@@ -26,7 +26,7 @@ uint32_t float_bits(float f) { return std::bit_cast<uint32_t>(f); }
 const float kInf = std::numeric_limits<float>::infinity();
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-TEST(DType, SizesAndNames) {
+TEST(tensor_DType, SizesAndNames) {
   struct Row {
     DType dtype;
     size_t size;
@@ -61,7 +61,7 @@ TEST(DType, SizesAndNames) {
   }
 }
 
-TEST(DType, DevicesAndShapes) {
+TEST(tensor_DType, DevicesAndShapes) {
   EXPECT_EQ(device_name(Device::kCpu), "cpu");
   EXPECT_EQ(device_name(Device::kMeta), "meta");
   EXPECT_EQ(device_from_name("meta"), Device::kMeta);
@@ -76,7 +76,7 @@ TEST(DType, DevicesAndShapes) {
 
 // ---- float16 ----
 
-TEST(Float16, LiteralPatterns) {
+TEST(tensor_Float16, LiteralPatterns) {
   struct Row {
     float f;
     uint16_t h;
@@ -132,7 +132,7 @@ TEST(Float16, LiteralPatterns) {
 
 // ---- bfloat16 ----
 
-TEST(BFloat16, LiteralPatterns) {
+TEST(tensor_BFloat16, LiteralPatterns) {
   struct Row {
     uint32_t f;  // float bits
     uint16_t b;
@@ -169,7 +169,7 @@ TEST(BFloat16, LiteralPatterns) {
 
 // ---- float8 ----
 
-TEST(Float8E4M3FN, LiteralPatterns) {
+TEST(tensor_Float8E4M3FN, LiteralPatterns) {
   struct Row {
     float f;
     uint8_t v;
@@ -201,7 +201,7 @@ TEST(Float8E4M3FN, LiteralPatterns) {
   EXPECT_EQ(float8_e4m3fn_to_float(0xB9), -1.125f);
 }
 
-TEST(Float8E5M2, LiteralPatterns) {
+TEST(tensor_Float8E5M2, LiteralPatterns) {
   struct Row {
     float f;
     uint8_t v;
@@ -253,7 +253,7 @@ const Format kFormats[] = {
      [](float f) -> uint32_t { return float_to_float8_e5m2(f); }, [](uint32_t v) { return (v & 0x7F) > 0x7C; }},
 };
 
-TEST(DTypeConversion, ExhaustiveRoundTrip) {
+TEST(tensor_DTypeConversion, ExhaustiveRoundTrip) {
   for (const Format& fmt : kFormats) {
     SCOPED_TRACE(fmt.name);
     int failures = 0;
@@ -277,7 +277,7 @@ TEST(DTypeConversion, ExhaustiveRoundTrip) {
 // the encodings), and each midpoint between neighbours rounds to the
 // neighbour with an even pattern; one float ulp off the midpoint rounds to
 // the nearer neighbour.
-TEST(DTypeConversion, ExhaustiveMidpointsRoundToEven) {
+TEST(tensor_DTypeConversion, ExhaustiveMidpointsRoundToEven) {
   for (const Format& fmt : kFormats) {
     SCOPED_TRACE(fmt.name);
     const uint32_t sign_bit = 1u << (fmt.bits - 1);
@@ -312,7 +312,7 @@ __attribute__((target("f16c"))) uint16_t hardware_float_to_half(float f) {
 }
 __attribute__((target("f16c"))) float hardware_half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
-TEST(Float16, MatchesF16CHardware) {
+TEST(tensor_Float16, MatchesF16CHardware) {
   if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "CPU lacks F16C";
   for (uint32_t h = 0; h < 65536; ++h) {
     const float hw = hardware_half_to_float(static_cast<uint16_t>(h));

@@ -12,7 +12,7 @@
 namespace dcpp {
 namespace {
 
-TEST(Generator, LiteralStreamForSeed42) {
+TEST(tensor_Generator, LiteralStreamForSeed42) {
   Generator g(42);
   EXPECT_EQ(g.next_u64(), 0x15780b2e0c2ec716ull);
   EXPECT_EQ(g.next_u64(), 0x6104d9866d113a7eull);
@@ -32,7 +32,7 @@ TEST(Generator, LiteralStreamForSeed42) {
   EXPECT_NEAR(g.next_normal(), -0.6879751798977497, 1e-15);
 }
 
-TEST(Generator, SeedZeroAndReseeding) {
+TEST(tensor_Generator, SeedZeroAndReseeding) {
   // splitmix64 from 0 gives the state e220a8397b1dcdaf 6e789e6aa1b965f4
   // 06c45d188009454f f88bb8a8724c81ec (the published splitmix64 outputs);
   // xoshiro256** then returns rotl(s1 * 5, 7) * 9.
@@ -50,7 +50,7 @@ TEST(Generator, SeedZeroAndReseeding) {
   EXPECT_NE(c.next_u64(), d.next_u64());
 }
 
-TEST(Generator, FactoriesAreReproducible) {
+TEST(tensor_Generator, FactoriesAreReproducible) {
   for (DType dt : {DType::kFloat32, DType::kFloat64, DType::kBFloat16, DType::kFloat16}) {
     SCOPED_TRACE(dtype_name(dt));
     Generator g1(123), g2(123), g3(124);
@@ -76,7 +76,7 @@ TEST(Generator, FactoriesAreReproducible) {
   EXPECT_NEAR(n.at({1}), 5 + 0.5 * 0.28846173882942383, 1e-14);
 }
 
-TEST(Generator, DistributionsLookRight) {
+TEST(tensor_Generator, DistributionsLookRight) {
   Generator g(2024);
   const int n = 200000;
   Tensor u = Tensor::uniform({n}, -1, 3, g, DType::kFloat64);

@@ -31,7 +31,7 @@ std::vector<double> values(const Tensor& t) {
   return out;
 }
 
-TEST(Tensor, FactoriesAndProperties) {
+TEST(tensor_Tensor, FactoriesAndProperties) {
   Tensor u;
   EXPECT_FALSE(u.defined());
   Tensor e = Tensor::empty({2, 3, 4}, DType::kBFloat16);
@@ -60,7 +60,7 @@ TEST(Tensor, FactoriesAndProperties) {
   expect_error([&] { e.size(3); }, ErrorCode::kInvalidArgument, {"3", "[2, 3, 4]"});
 }
 
-TEST(Tensor, ZeroDimAndZeroSize) {
+TEST(tensor_Tensor, ZeroDimAndZeroSize) {
   Tensor s = Tensor::full({}, 3.5);
   EXPECT_EQ(s.dim(), 0);
   EXPECT_EQ(s.numel(), 1);
@@ -97,7 +97,7 @@ TEST(Tensor, ZeroDimAndZeroSize) {
   expect_error([&] { z.item(); }, ErrorCode::kInvalidArgument, {"0 elements"});
 }
 
-TEST(Tensor, Views) {
+TEST(tensor_Tensor, Views) {
   Tensor a = Tensor::arange(12).view({3, 4});
   // narrow
   Tensor n = a.narrow(1, 1, 2);
@@ -141,7 +141,7 @@ TEST(Tensor, Views) {
   EXPECT_EQ(a.at({-1, -1}), 11);
 }
 
-TEST(Tensor, ViewErrorsNameTheNumbers) {
+TEST(tensor_Tensor, ViewErrorsNameTheNumbers) {
   Tensor a = Tensor::zeros({2, 5});
   expect_error([&] { a.narrow(1, 3, 4); }, ErrorCode::kInvalidArgument, {"start=3", "length=4", "size 5", "[2, 5]"});
   expect_error([&] { a.narrow(0, -3, 1); }, ErrorCode::kInvalidArgument, {"start=-3"});
@@ -160,7 +160,7 @@ TEST(Tensor, ViewErrorsNameTheNumbers) {
   expect_error([&] { a.item(); }, ErrorCode::kInvalidArgument, {"10 elements"});
 }
 
-TEST(Tensor, BlobsAndStorage) {
+TEST(tensor_Tensor, BlobsAndStorage) {
   float buf[6] = {0, 1, 2, 3, 4, 5};
   Tensor b = Tensor::from_blob(buf, {2, 3}, DType::kFloat32);
   EXPECT_FALSE(b.storage()->owned());
@@ -195,7 +195,7 @@ TEST(Tensor, BlobsAndStorage) {
   EXPECT_NO_THROW(Tensor::from_storage(st, 10, {0}, {1}, DType::kFloat32));
 }
 
-TEST(Tensor, FillOnlyTouchesTheView) {
+TEST(tensor_Tensor, FillOnlyTouchesTheView) {
   for (DType dt : {DType::kFloat32, DType::kFloat64, DType::kBFloat16, DType::kInt8, DType::kInt64, DType::kBool,
                    DType::kFloat8E5M2}) {
     SCOPED_TRACE(dtype_name(dt));
@@ -209,7 +209,7 @@ TEST(Tensor, FillOnlyTouchesTheView) {
   }
 }
 
-TEST(Tensor, EqualIsBitExact) {
+TEST(tensor_Tensor, EqualIsBitExact) {
   Tensor a = Tensor::full({2}, 0.0);
   Tensor b = Tensor::full({2}, -0.0);
   EXPECT_FALSE(equal(a, b));  // -0 has other bits
@@ -227,7 +227,7 @@ TEST(Tensor, EqualIsBitExact) {
   EXPECT_FALSE(equal(Tensor(), a));
 }
 
-TEST(Tensor, AllcloseAndMaxAbsDiff) {
+TEST(tensor_Tensor, AllcloseAndMaxAbsDiff) {
   Tensor a = Tensor::full({3}, 1.0);
   Tensor b = Tensor::full({3}, 1.0 + 5e-6);
   EXPECT_TRUE(allclose(a, b));  // 5e-6 <= 1e-6 + 1e-5 * 1.000005
@@ -247,7 +247,7 @@ TEST(Tensor, AllcloseAndMaxAbsDiff) {
   expect_error([&] { allclose(a, Tensor::zeros({4})); }, ErrorCode::kInvalidArgument, {"[3]", "[4]"});
 }
 
-TEST(Tensor, MetaTensors) {
+TEST(tensor_Tensor, MetaTensors) {
   Tensor m = Tensor::empty({4, 3}, DType::kBFloat16, Device::kMeta);
   EXPECT_TRUE(m.is_meta());
   EXPECT_EQ(m.device(), Device::kMeta);
@@ -274,7 +274,7 @@ TEST(Tensor, MetaTensors) {
   expect_error([&] { m.narrow(0, 3, 2); }, ErrorCode::kInvalidArgument, {"start=3"});
 }
 
-TEST(Tensor, Printing) {
+TEST(tensor_Tensor, Printing) {
   EXPECT_EQ(Tensor::arange(4).view({2, 2}).to_string(), "tensor([[0., 1.],\n        [2., 3.]], dtype=float32)");
   EXPECT_EQ(Tensor::arange(8).view({2, 2, 2}).to_string(),
             "tensor([[[0., 1.],\n"
