@@ -73,7 +73,7 @@ fuzz-smoke: fuzz-build
 # "--layers 6 --ranks 2", passes options) and the planning benchmark.
 BENCH_ARGS ?=
 bench: build
-	@$(BUILD)/bench/checkpoint_bench $(BENCH_ARGS)
+	@$(BUILD)/dcpp bench $(BENCH_ARGS)
 	@$(BUILD)/bench/planning_bench
 
 # `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
@@ -84,7 +84,7 @@ bench-peers: build
 	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
 	@$(TORCH_VENV)/bin/python -c "import torch, safetensors" 2>/dev/null || \
 	  $(TORCH_VENV)/bin/pip install --quiet torch safetensors numpy
-	@$(BUILD)/bench/checkpoint_bench --json $(BENCH_ARGS) > $(BUILD)/bench-dcpp.json
+	@$(BUILD)/dcpp bench --json $(BENCH_ARGS) > $(BUILD)/bench-dcpp.json
 	@python3 -c "import json,sys; d=json.load(open('$(BUILD)/bench-dcpp.json')); [print(f'dcpp {k:32s} {v[\"seconds\"]:9.3f} s {v[\"gib_per_s\"]:8.3f} GiB/s') for k,v in d['figures'].items()]"
 	@$(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp-json $(BUILD)/bench-dcpp.json --json $(BUILD)/bench-peers.json
 

@@ -11,8 +11,9 @@
 // median of `runs`; loads come cold and are verified outside the timed
 // region. bench/README.md documents the table and the JSON fields.
 //
-// The CLI calls bench_main(argc, argv) (its own flags, see --help) or
-// run_bench() with options it parsed itself. Not thread-safe: one run at a time.
+// `dcpp bench` (src/cli/main.cc) parses the flags and calls
+// run_bench_command; run_bench returns the report for other callers. Not
+// thread-safe: one run at a time.
 #pragma once
 
 #include <cstdint>
@@ -74,7 +75,8 @@ struct BenchReport {
 };
 
 BenchReport run_bench(const BenchOptions& options);
-// Parses flags (--help lists them), runs, prints the table or JSON; returns the exit code.
-int bench_main(int argc, char** argv);
+// Runs, prints the table or JSON (rank 0 under mpirun) and returns the exit
+// code: 0, or 1 when a load returned wrong data or the run failed.
+int run_bench_command(const BenchOptions& options);
 
 }  // namespace dcpp::bench

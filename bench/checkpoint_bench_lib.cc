@@ -1,4 +1,4 @@
-// The checkpoint benchmark behind `dcpp bench` / `make bench` (checkpoint_bench.h).
+// The checkpoint benchmark behind `dcpp bench` and `make bench` (checkpoint_bench.h).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -579,52 +579,7 @@ std::string BenchReport::to_json() const {
   return os.str();
 }
 
-int bench_main(int argc, char** argv) {
-  BenchOptions o;
-  for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
-  auto need = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw Error(ErrorCode::kInvalidArgument, std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::printf(
-          "usage: %s [--ranks N] [--layers L] [--hidden H] [--optimizer] [--dir DIR] [--runs R]\n"
-          "          [--write-threads T] [--read-threads T] [--no-direct] [--no-reshard] [--no-async] [--json]\n"
-          "Under mpirun the MPI world replaces --ranks. Defaults: 4 ranks, 19 layers, hidden 2048 (~3 GiB),\n"
-          "3 runs, 2 writer and 4 reader threads per rank, data in ./dcpp-bench-data.\n",
-          argv[0]);
-      return 0;
-    } else if (a == "--ranks") {
-      o.ranks = std::stoi(need(i));
-    } else if (a == "--layers") {
-      o.layers = std::stoi(need(i));
-    } else if (a == "--hidden") {
-      o.hidden = std::stoll(need(i));
-    } else if (a == "--optimizer") {
-      o.optimizer = true;
-    } else if (a == "--dir") {
-      o.dir = need(i);
-    } else if (a == "--runs") {
-      o.runs = std::stoi(need(i));
-    } else if (a == "--write-threads") {
-      o.write_threads = std::stoi(need(i));
-    } else if (a == "--read-threads") {
-      o.read_threads = std::stoi(need(i));
-    } else if (a == "--no-direct") {
-      o.direct = false;
-    } else if (a == "--no-reshard") {
-      o.reshard = false;
-    } else if (a == "--no-async") {
-      o.async = false;
-    } else if (a == "--json") {
-      o.json = true;
-    } else {
-      std::fprintf(stderr, "unknown option %s (--help lists them)\n", a.c_str());
-      return 2;
-    }
-  }
+int run_bench_command(const BenchOptions& o) {
   try {
     BenchReport report = run_bench(o);
     const bool root = !(launched_by_mpirun() && mpi_available()) || mpi_world()->rank() == 0;

@@ -12,7 +12,7 @@ the same directory (so the same disk):
 
 Reads are cold for everyone: every file is fsynced and dropped from the page
 cache (posix_fadvise DONTNEED) before each load. Each figure is the median of
---runs. Given dcpp's `checkpoint_bench --json` output (--dcpp-json), prints
+--runs. Given dcpp's `dcpp bench --json` output (--dcpp-json), prints
 dcpp's throughput ratio to each peer's. Output: a table, and --json FILE.
 """
 import argparse
@@ -181,7 +181,7 @@ def main():
     ap.add_argument("--dir", default=os.path.join(os.getcwd(), "dcpp-peers-data"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="*", default=[2, 4], help="DCP thread counts tried besides 1 (the default)")
-    ap.add_argument("--dcpp-json", help="checkpoint_bench --json output of the same shapes")
+    ap.add_argument("--dcpp-json", help="dcpp bench --json output of the same shapes")
     ap.add_argument("--json", help="write the peers' figures here")
     args = ap.parse_args()
 

@@ -1,9 +1,11 @@
-// The dcpp command: inspect, verify, list and convert checkpoints, run the demo.
+// The dcpp command: inspect, verify, list and convert checkpoints, run the demo and the benchmark.
 // docs/cli.md describes every subcommand, the JSON fields and the exit codes.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <string>
 
+#include "checkpoint_bench.h"
 #include "cli/cli.h"
 
 #ifndef DCPP_VERSION
@@ -68,6 +70,36 @@ int main(int argc, char** argv) {
   demo->footer("Runs the example_tp_checkpoint program built next to dcpp (examples/tp_checkpoint.cc).\n"
                "Exit code: the demo's own (0 when every check passed), 3 when it is not built.");
 
+  dcpp::bench::BenchOptions bench_args;
+  auto* bench = app.add_subcommand(
+      "bench", "Benchmark save and load (same sharding and resharded) against the disk's raw direct-I/O bandwidth");
+  bench->add_option("--ranks", bench_args.ranks, "Thread ranks (under mpirun: the MPI world instead)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  bench->add_option("--layers", bench_args.layers, "Transformer layers of the synthetic model")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  bench->add_option("--hidden", bench_args.hidden, "Hidden size (the default model is about 3 GiB)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{8}, int64_t{1} << 20));
+  bench->add_flag("--optimizer", bench_args.optimizer, "Add AdamW state (exp_avg, exp_avg_sq in fp32) per weight");
+  bench->add_option("--dir", bench_args.dir, "Directory for the files (default ./dcpp-bench-data); removed afterwards");
+  bench->add_option("--runs", bench_args.runs, "Runs per figure; each figure is their median")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  bench->add_option("--write-threads", bench_args.write_threads, "Writer threads per rank (dcpp and the raw baseline)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  bench->add_option("--read-threads", bench_args.read_threads, "Reader threads per rank (dcpp and the raw baseline)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  bool bench_buffered = false, bench_no_reshard = false, bench_no_async = false;
+  bench->add_flag("--no-direct", bench_buffered, "Buffered I/O instead of O_DIRECT");
+  bench->add_flag("--no-reshard", bench_no_reshard, "Skip the resharded loads");
+  bench->add_flag("--no-async", bench_no_async, "Skip the async_save figures");
+  bench->add_flag("--json", bench_args.json, "Print JSON for scripts (fields in bench/README.md)");
+  bench->footer("Exit code: 0; 1 when a load returned wrong data or the run failed; 2 usage error.");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -92,6 +124,14 @@ int main(int argc, char** argv) {
     if (convert->parsed()) {
       command = "convert";
       return run_convert(convert_args);
+    }
+    if (bench->parsed()) {
+      command = "bench";
+      bench_args.direct = !bench_buffered;
+      bench_args.reshard = !bench_no_reshard;
+      bench_args.async = !bench_no_async;
+      for (int i = 0; i < argc; ++i) bench_args.command += (i ? " " : "") + std::string(argv[i]);
+      return dcpp::bench::run_bench_command(bench_args);
     }
     if (demo->parsed()) {
       command = "demo";

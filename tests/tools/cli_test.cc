@@ -498,7 +498,7 @@ TEST_F(tools_Cli, UsageErrorsExitWithTwo) {
 }
 
 TEST_F(tools_Cli, EverySubcommandHasHelp) {
-  for (const char* cmd : {"inspect", "verify", "ls", "demo"}) {
+  for (const char* cmd : {"inspect", "verify", "ls", "convert", "bench", "demo"}) {
     SCOPED_TRACE(cmd);
     CliResult r = run({cmd, "--help"});
     EXPECT_EQ(r.code, kOk) << r.err;
@@ -507,8 +507,46 @@ TEST_F(tools_Cli, EverySubcommandHasHelp) {
   }
   CliResult r = run({"--help"});
   EXPECT_EQ(r.code, kOk);
-  for (const char* cmd : {"inspect", "verify", "ls", "demo"}) EXPECT_TRUE(contains(r.out, cmd)) << r.out;
+  for (const char* cmd : {"inspect", "verify", "ls", "convert", "bench", "demo"}) {
+    EXPECT_TRUE(contains(r.out, cmd)) << r.out;
+  }
   EXPECT_TRUE(contains(r.out, "Exit codes")) << r.out;
+}
+
+// `dcpp bench` on a tiny model: every figure is there, every load verified
+// its data, and the byte counts match the model's shapes (per layer: bf16
+// qkv [3h,h] and out [h,h]; fp32 up [4h,h] + [4h], down [h,4h] + [h], norm [h]).
+TEST_F(tools_Cli, BenchMeasuresEveryFigureAndVerifiesEveryLoad) {
+  const int64_t h = 64, layers = 2;
+  CliResult r = run({"bench", "--layers", std::to_string(layers), "--hidden", std::to_string(h), "--ranks", "3",
+                     "--runs", "1", "--json", "--dir", path("bench-data")});
+  ASSERT_EQ(r.code, kOk) << r.out << r.err;
+  simdjson::dom::parser parser;
+  auto doc = parse(parser, r.out);
+  const uint64_t checkpoint_bytes = static_cast<uint64_t>(layers * (40 * h * h + 24 * h));
+  EXPECT_EQ(uint64_t(doc["checkpoint_bytes"]), checkpoint_bytes);
+  EXPECT_EQ(int64_t(doc["world"]), 3);
+  auto figures = doc["figures"];
+  for (const char* name : {"raw_write", "raw_read", "save", "async_save_blocking", "memcpy_state"}) {
+    SCOPED_TRACE(name);
+    EXPECT_GT(double(figures[name]["seconds"]), 0.0);
+  }
+  EXPECT_EQ(uint64_t(figures["save"]["bytes"]), checkpoint_bytes);
+  const std::pair<const char*, int64_t> loads[] = {{"load_same", 3},
+                                                   {"load_to_half_model_layout", 1},
+                                                   {"load_to_half_transposed", 1},
+                                                   {"load_to_double_model_layout", 6},
+                                                   {"load_to_double_transposed", 6}};
+  for (const auto& [name, ranks] : loads) {
+    SCOPED_TRACE(name);
+    auto f = figures[name];
+    EXPECT_EQ(str(f["note"]), "verified");
+    EXPECT_EQ(int64_t(f["ranks"]), ranks);
+    EXPECT_EQ(uint64_t(f["bytes"]), checkpoint_bytes);
+    EXPECT_GE(uint64_t(f["disk_bytes_read"]), checkpoint_bytes);
+  }
+  EXPECT_FALSE(std::filesystem::exists(path("bench-data"))) << "the benchmark leaves its files behind";
+  EXPECT_EQ(run({"bench", "--ranks", "0"}).code, kUsage);
 }
 
 TEST_F(tools_Cli, DemoRunsTheSeedScenario) {
