@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <string_view>
+#include <unordered_map>
 
 #include "checkpoint/chunk_coverage.h"
 #include "dcpp/error.h"
@@ -94,6 +96,9 @@ SavePlan DefaultSavePlanner::create_local_plan() {
 }
 
 std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePlan> local_plans) {
+  // Sized for about a million chunks (1024 ranks × 1000 tensors): keys are
+  // interned once, copies are grouped through a hash table and kept in flat
+  // arrays, so each step is linear or n log n with no per-item tree nodes.
   const int world = static_cast<int>(local_plans.size());
 
   // 1. One dtype, global shape and kind per key on every rank.
@@ -101,75 +106,117 @@ std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePla
     const WriteItem* first;
     int first_rank;
   };
-  std::map<std::string, KeyInfo> keys;
-  auto check_key = [&](const WriteItem& item, int rank) {
-    auto [it, inserted] = keys.emplace(item.fqn, KeyInfo{&item, rank});
-    if (inserted) return;
-    const WriteItem& f = *it->second.first;
-    const std::string who = "rank " + std::to_string(it->second.first_rank) + " and rank " + std::to_string(rank);
+  std::vector<KeyInfo> keys;
+  std::unordered_map<std::string_view, uint32_t> key_index;
+  auto check_key = [&](const WriteItem& item, int rank) -> uint32_t {
+    auto [it, inserted] = key_index.emplace(item.fqn, static_cast<uint32_t>(keys.size()));
+    if (inserted) {
+      keys.push_back(KeyInfo{&item, rank});
+      return it->second;
+    }
+    const KeyInfo& info = keys[it->second];
+    const WriteItem& f = *info.first;
+    auto who = [&] { return "rank " + std::to_string(info.first_rank) + " and rank " + std::to_string(rank); };
     if (f.type != item.type) {
       throw Error(ErrorCode::kInvalidArgument, "'" + item.fqn + "' is " + type_name(f.type) + " on rank " +
-                                                   std::to_string(it->second.first_rank) + " but " +
+                                                   std::to_string(info.first_rank) + " but " +
                                                    type_name(item.type) + " on rank " + std::to_string(rank));
     }
     if (f.type == WriteItemType::kValue) {
       if (f.value_kind != item.value_kind) {
         throw Error(ErrorCode::kInvalidArgument,
                     "value '" + item.fqn + "' has kind " + std::string(value_kind_name(f.value_kind)) + " and " +
-                        std::string(value_kind_name(item.value_kind)) + " on " + who);
+                        std::string(value_kind_name(item.value_kind)) + " on " + who());
       }
-      return;
+      return it->second;
     }
     if (f.dtype != item.dtype) {
       throw Error(ErrorCode::kInvalidArgument, "tensor '" + item.fqn + "' has dtype " +
                                                    std::string(dtype_name(f.dtype)) + " and " +
-                                                   std::string(dtype_name(item.dtype)) + " on " + who);
+                                                   std::string(dtype_name(item.dtype)) + " on " + who());
     }
     if (f.global_shape != item.global_shape) {
       throw Error(ErrorCode::kInvalidArgument, "tensor '" + item.fqn + "' has global shape " +
                                                    shape_to_string(f.global_shape) + " and " +
-                                                   shape_to_string(item.global_shape) + " on " + who);
+                                                   shape_to_string(item.global_shape) + " on " + who());
     }
+    return it->second;
   };
+  // item_key[r][i]: the interned key of local_plans[r].items[i].
+  std::vector<std::vector<uint32_t>> item_key(world);
+  size_t total_items = 0;
   for (int r = 0; r < world; ++r) {
-    for (const auto& item : local_plans[r].items) check_key(item, r);
+    const auto& items = local_plans[r].items;
+    total_items += items.size();
+    item_key[r].resize(items.size());
+    for (size_t i = 0; i < items.size(); ++i) item_key[r][i] = check_key(items[i], r);
     for (const auto& item : local_plans[r].empty_chunks) check_key(item, r);
   }
 
-  // 2. Group the copies of each (fqn, offsets): replicated chunks and values.
+  // 2. Group the copies of each (key, offsets): replicated chunks and values.
+  // Groups are numbered in order of first appearance (rank by rank), and each
+  // group's copies are in rank order.
   struct Copy {
     int rank;
     size_t index;
   };
-  struct Group {
-    std::vector<Copy> copies;
+  auto item_of = [&](const Copy& c) -> const WriteItem& { return local_plans[c.rank].items[c.index]; };
+  struct GroupKey {
+    uint32_t key;
+    const Shape* offsets;
+    bool operator==(const GroupKey& o) const { return key == o.key && *offsets == *o.offsets; }
   };
-  std::vector<Group> groups;
-  std::map<std::pair<std::string, Shape>, size_t> group_of;
+  struct GroupKeyHash {
+    size_t operator()(const GroupKey& k) const {
+      return static_cast<size_t>(XXH3_64bits_withSeed(k.offsets->data(), k.offsets->size() * sizeof(int64_t), k.key));
+    }
+  };
+  std::unordered_map<GroupKey, uint32_t, GroupKeyHash> group_index;
+  group_index.reserve(total_items);
+  std::vector<std::vector<uint32_t>> item_group(world);
+  std::vector<uint32_t> group_size;
   for (int r = 0; r < world; ++r) {
     const auto& items = local_plans[r].items;
+    item_group[r].resize(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
-      auto [it, inserted] = group_of.emplace(std::make_pair(items[i].fqn, items[i].offsets), groups.size());
-      if (inserted) groups.emplace_back();
-      groups[it->second].copies.push_back(Copy{r, i});
+      auto [it, inserted] =
+          group_index.emplace(GroupKey{item_key[r][i], &items[i].offsets}, static_cast<uint32_t>(group_size.size()));
+      if (inserted) group_size.push_back(0);
+      ++group_size[it->second];
+      item_group[r][i] = it->second;
     }
   }
-  auto item_of = [&](const Copy& c) -> const WriteItem& { return local_plans[c.rank].items[c.index]; };
+  group_index = {};
+  const size_t groups = group_size.size();
+  // Copies of group g: copies[copy_begin[g] .. copy_begin[g + 1]).
+  std::vector<size_t> copy_begin(groups + 1, 0);
+  for (size_t g = 0; g < groups; ++g) copy_begin[g + 1] = copy_begin[g] + group_size[g];
+  std::vector<Copy> copies(total_items);
+  {
+    std::vector<size_t> fill(copy_begin.begin(), copy_begin.end() - 1);
+    for (int r = 0; r < world; ++r) {
+      for (size_t i = 0; i < item_group[r].size(); ++i) copies[fill[item_group[r][i]]++] = Copy{r, i};
+    }
+  }
+  auto first_copy = [&](size_t g) -> const Copy& { return copies[copy_begin[g]]; };
 
-  for (const Group& g : groups) {
-    const WriteItem& first = item_of(g.copies[0]);
-    for (const Copy& c : g.copies) {
-      const WriteItem& item = item_of(c);
+  for (size_t g = 0; g < groups; ++g) {
+    if (group_size[g] == 1) continue;
+    const WriteItem& first = item_of(first_copy(g));
+    for (size_t c = copy_begin[g]; c < copy_begin[g + 1]; ++c) {
+      const WriteItem& item = item_of(copies[c]);
       if (item.sizes != first.sizes || item.nbytes != first.nbytes) {
         throw Error(ErrorCode::kInvalidArgument,
                     "'" + item.fqn + "' at offsets " + shape_to_string(item.offsets) + " has sizes " +
-                        shape_to_string(first.sizes) + " on rank " + std::to_string(g.copies[0].rank) +
-                        " but " + shape_to_string(item.sizes) + " on rank " + std::to_string(c.rank));
+                        shape_to_string(first.sizes) + " on rank " + std::to_string(first_copy(g).rank) +
+                        " but " + shape_to_string(item.sizes) + " on rank " + std::to_string(copies[c].rank));
       }
     }
-    if (options_.check_replicated && g.copies.size() > 1) {
+    if (options_.check_replicated) {
       std::map<uint64_t, std::vector<int>> by_hash;
-      for (const Copy& c : g.copies) by_hash[item_of(c).content_hash].push_back(c.rank);
+      for (size_t c = copy_begin[g]; c < copy_begin[g + 1]; ++c) {
+        by_hash[item_of(copies[c]).content_hash].push_back(copies[c].rank);
+      }
       if (by_hash.size() > 1) {
         std::string detail;
         for (const auto& [h, ranks] : by_hash) {
@@ -189,55 +236,54 @@ std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePla
   // longest-processing-time balance), ties to the lowest rank. Deterministic:
   // the order depends only on the plans.
   std::vector<uint64_t> load(world, 0);
-  std::vector<int> owner(groups.size(), -1);
+  std::vector<int> owner(groups, -1);
   std::vector<size_t> shared;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    if (groups[g].copies.size() == 1) {
-      owner[g] = groups[g].copies[0].rank;
-      load[owner[g]] += item_of(groups[g].copies[0]).nbytes;
+  for (size_t g = 0; g < groups; ++g) {
+    if (group_size[g] == 1) {
+      owner[g] = first_copy(g).rank;
+      load[owner[g]] += item_of(first_copy(g)).nbytes;
     } else {
       shared.push_back(g);
     }
   }
   std::stable_sort(shared.begin(), shared.end(), [&](size_t a, size_t b) {
-    return item_of(groups[a].copies[0]).nbytes > item_of(groups[b].copies[0]).nbytes;
+    return item_of(first_copy(a)).nbytes > item_of(first_copy(b)).nbytes;
   });
   for (size_t g : shared) {
     int best = -1;
-    for (const Copy& c : groups[g].copies) {  // copies are in rank order
-      if (best < 0 || load[c.rank] < load[best]) best = c.rank;
+    for (size_t c = copy_begin[g]; c < copy_begin[g + 1]; ++c) {  // copies are in rank order
+      if (best < 0 || load[copies[c].rank] < load[best]) best = copies[c].rank;
     }
     owner[g] = best;
-    load[best] += item_of(groups[g].copies[0]).nbytes;
+    load[best] += item_of(first_copy(g)).nbytes;
   }
 
-  // 4. Per tensor: chunks in bounds, disjoint, covering.
-  std::map<std::string, std::vector<detail::ChunkBox>> chunks;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    const WriteItem& item = item_of(groups[g].copies[0]);
+  // 4. Per tensor: chunks in bounds, disjoint, covering. Keys in name order,
+  // so the error reported first does not depend on the ranks' plan order.
+  std::vector<std::vector<detail::ChunkBox>> chunks(keys.size());
+  for (size_t g = 0; g < groups; ++g) {
+    const Copy& c = first_copy(g);
+    const WriteItem& item = item_of(c);
     if (item.type != WriteItemType::kTensor) continue;
-    chunks[item.fqn].push_back(detail::ChunkBox{item.offsets, item.sizes, owner[g]});
+    chunks[item_key[c.rank][c.index]].push_back(detail::ChunkBox{item.offsets, item.sizes, owner[g]});
   }
-  for (const auto& [key, info] : keys) {
-    if (info.first->type != WriteItemType::kTensor) continue;
-    static const std::vector<detail::ChunkBox> kNone;
-    auto it = chunks.find(key);
-    detail::validate_chunk_tiling(key, info.first->global_shape, it == chunks.end() ? kNone : it->second);
+  std::vector<uint32_t> by_name(keys.size());
+  std::iota(by_name.begin(), by_name.end(), 0u);
+  std::sort(by_name.begin(), by_name.end(),
+            [&](uint32_t a, uint32_t b) { return keys[a].first->fqn < keys[b].first->fqn; });
+  for (uint32_t k : by_name) {
+    const WriteItem& first = *keys[k].first;
+    if (first.type != WriteItemType::kTensor) continue;
+    detail::validate_chunk_tiling(first.fqn, first.global_shape, chunks[k]);
   }
+  chunks = {};
 
   // 5. Final plans keep each rank's own item order.
   std::vector<SavePlan> out(world);
-  std::vector<std::vector<bool>> keep(world);
-  for (int r = 0; r < world; ++r) keep[r].assign(local_plans[r].items.size(), false);
-  for (size_t g = 0; g < groups.size(); ++g) {
-    for (const Copy& c : groups[g].copies) {
-      if (c.rank == owner[g]) keep[c.rank][c.index] = true;
-    }
-  }
   for (int r = 0; r < world; ++r) {
     auto& items = local_plans[r].items;
     for (size_t i = 0; i < items.size(); ++i) {
-      if (keep[r][i]) out[r].items.push_back(std::move(items[i]));
+      if (owner[item_group[r][i]] == r) out[r].items.push_back(std::move(items[i]));
     }
   }
   return out;
