@@ -71,6 +71,17 @@ enum class CheckpointState {
   kForeign,     // anything else: never written to or removed by dcpp
 };
 CheckpointState checkpoint_state(FileSystem& fs, const std::string& path);
+// Where a save on a file system without RENAME_EXCHANGE moves the previous
+// checkpoint while it renames the new one in: "<parent>/.<name>.dcpp-old".
+// A crash between those two renames leaves nothing at the path and the old
+// checkpoint, complete, there.
+std::string set_aside_path(const std::string& path);
+// The directory a load of `path` reads: `path` itself, or — when nothing is at
+// `path` and a complete checkpoint sits at set_aside_path(path) — that one.
+std::string resolve_checkpoint_dir(FileSystem& fs, const std::string& path);
+// Moves a complete set-aside checkpoint back to `path` when nothing is there
+// (the next save calls it before writing); returns true if it did.
+bool restore_set_aside_checkpoint(FileSystem& fs, const std::string& path);
 
 // ---- writer ----
 
@@ -216,6 +227,7 @@ class FileSystemReader final : public StorageReader {
 
  private:
   std::string path_;
+  std::string dir_;  // the directory read: path_, or its set-aside checkpoint (resolve_checkpoint_dir)
   FileSystemReaderOptions options_;
   FileSystemPtr fs_;
   int rank_ = 0;

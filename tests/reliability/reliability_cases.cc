@@ -147,7 +147,8 @@ Found verdict(int all_keys_mask, int any_neither) {
 Inspection inspect_seed_checkpoint(const std::string& path, int world) {
   const SeedStates& states = seed_states();
   PosixFileSystem posix;
-  switch (checkpoint_state(posix, path)) {
+  // What a load reads: the path, or the checkpoint a crash mid-swap left aside.
+  switch (checkpoint_state(posix, resolve_checkpoint_dir(posix, path))) {
     case CheckpointState::kMissing: return {Found::kMissing, "nothing at the path"};
     case CheckpointState::kEmpty:
     case CheckpointState::kIncomplete: return {Found::kIncomplete, "an incomplete checkpoint directory"};

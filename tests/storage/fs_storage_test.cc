@@ -461,6 +461,34 @@ TEST(storage_FsStorage, ExchangeFallbackWhenRenameExchangeIsUnsupported) {
   EXPECT_EQ(left, std::vector<std::string>{"ckpt"});
 }
 
+// Without RENAME_EXCHANGE a crash between "path -> .ckpt.dcpp-old" and
+// "staging -> path" leaves only the old checkpoint, aside: loads read it, and
+// the next save puts it back before replacing it.
+TEST(storage_FsStorage, CheckpointLeftAsideByACrashedSwapIsLoadedAndRestored) {
+  TempDir dir;
+  const std::string path = dir.path() + "/ckpt";
+  Globals old_g = distinct_globals(7);
+  save_globals(path, old_g);
+  stdfs::rename(path, dir.path() + "/.ckpt.dcpp-old");
+  EXPECT_EQ(set_aside_path(path), dir.path() + "/.ckpt.dcpp-old");
+  EXPECT_EQ(resolve_checkpoint_dir(*default_file_system(), path), dir.path() + "/.ckpt.dcpp-old");
+  expect_checkpoint_holds(path, old_g);
+  EXPECT_FALSE(stdfs::exists(path)) << "a load must not move files";
+
+  Globals new_g = distinct_globals(8);
+  save_globals(path, new_g);
+  expect_checkpoint_holds(path, new_g);
+  std::vector<std::string> left;
+  for (const auto& e : stdfs::directory_iterator(dir.path())) left.push_back(e.path().filename());
+  EXPECT_EQ(left, std::vector<std::string>{"ckpt"});
+
+  // An incomplete set-aside directory is never read.
+  stdfs::rename(path, dir.path() + "/.ckpt.dcpp-old");
+  stdfs::remove(dir.path() + "/.ckpt.dcpp-old/dcpp.metadata");
+  EXPECT_EQ(resolve_checkpoint_dir(*default_file_system(), path), path);
+  expect_error([&] { check_resharded_load(path, new_g); }, ErrorCode::kNotFound);
+}
+
 TEST(storage_FsStorage, OverwriteFalseRefusesBeforeWritingAnything) {
   TempDir dir;
   const std::string path = dir.path() + "/ckpt";

@@ -146,7 +146,9 @@ void FileSystemReader::set_up(int rank, int world_size, bool is_coordinator) {
 }
 
 Metadata FileSystemReader::read_metadata() {
-  metadata_ = read_fs_metadata(*fs_, path_);
+  // A save that crashed mid-swap may have left the checkpoint aside.
+  dir_ = resolve_checkpoint_dir(*fs_, path_);
+  metadata_ = read_fs_metadata(*fs_, dir_);
   engine_.reset();
   return *metadata_;
 }
@@ -162,7 +164,7 @@ void FileSystemReader::read_data(const LoadPlan& plan, LoadPlanner& planner) {
   try {
     if (!metadata_) read_metadata();
     const Metadata& md = *metadata_;
-    if (!engine_) engine_ = std::make_unique<fs_detail::ReadEngine>(fs_, path_, md.block_size, rank_);
+    if (!engine_) engine_ = std::make_unique<fs_detail::ReadEngine>(fs_, dir_, md.block_size, rank_);
     engine_->reset_stats();
     reads.reserve(plan.items.size());
     for (const ReadItem& item : plan.items) {
@@ -195,7 +197,7 @@ void FileSystemReader::read_data(const LoadPlan& plan, LoadPlanner& planner) {
   }
   if (collective && !engine_) {
     // No metadata: the failure is announced through a throwaway engine.
-    engine_ = std::make_unique<fs_detail::ReadEngine>(fs_, path_, 1, rank_);
+    engine_ = std::make_unique<fs_detail::ReadEngine>(fs_, dir_.empty() ? path_ : dir_, 1, rank_);
   }
 
   fs_detail::ReadEngineOptions options;

@@ -75,6 +75,26 @@ CheckpointState checkpoint_state(FileSystem& fs, const std::string& path) {
   return CheckpointState::kIncomplete;
 }
 
+std::string set_aside_path(const std::string& path) {
+  auto [parent, name] = split_parent(path);
+  return join_path(parent, "." + name + ".dcpp-old");
+}
+
+std::string resolve_checkpoint_dir(FileSystem& fs, const std::string& path) {
+  // Every rank of a load calls this: two stats, no directory listing.
+  if (fs.file_type(path) != FileType::kNone) return path;
+  const std::string aside = set_aside_path(path);
+  return fs.file_type(join_path(aside, std::string(kMetadataFileName))) == FileType::kRegular ? aside : path;
+}
+
+bool restore_set_aside_checkpoint(FileSystem& fs, const std::string& path) {
+  const std::string aside = resolve_checkpoint_dir(fs, path);
+  if (aside == path) return false;
+  fs.rename(aside, path);
+  fs.fsync_dir(parent_of(path));
+  return true;
+}
+
 FileSystemWriter::FileSystemWriter(std::string path, FileSystemWriterOptions options)
     : path_(std::move(path)), options_(std::move(options)) {
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
@@ -107,6 +127,9 @@ void FileSystemWriter::check_target_replaceable(CheckpointState state) const {
 }
 
 void FileSystemWriter::prepare() {
+  // A save that crashed between the two renames of a swap without
+  // RENAME_EXCHANGE left the previous checkpoint aside: put it back first.
+  restore_set_aside_checkpoint(*fs_, path_);
   check_target_replaceable(checkpoint_state(*fs_, path_));
   fs_->create_directories(parent_of(path_));
   // A staging directory left by a crashed save holds nothing of value: the
@@ -502,8 +525,7 @@ void FileSystemWriter::commit() {
     // No RENAME_EXCHANGE on this file system: move the old one aside first.
     // A crash between the two renames leaves no checkpoint at the path, but
     // the old one intact beside it under the ".dcpp-old" name.
-    auto [dir, name] = split_parent(path_);
-    const std::string old = join_path(dir, "." + name + ".dcpp-old");
+    const std::string old = set_aside_path(path_);
     fs_->remove_all(old);
     fs_->rename(path_, old);
     fs_->rename(staging_, path_);
