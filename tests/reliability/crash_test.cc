@@ -88,8 +88,11 @@ void crash_everywhere(bool with_old, bool exchange_supported, bool prefixes, Cra
     for (const auto& o : outcomes) threw += o.threw ? 1 : 0;
     if (crashed) {
       // Not part of the contract (the machine is gone), but the test process
-      // lives on: every rank must have ended with an error, none hung.
-      EXPECT_EQ(threw, kWorld) << "after a crash at " << site;
+      // lives on: every rank must have ended the same way, none hung. All
+      // succeed only when the crash came after the commit, during the
+      // removal of the replaced checkpoint (housekeeping whose errors a save
+      // ignores).
+      EXPECT_TRUE(threw == kWorld || threw == 0) << threw << " ranks threw after a crash at " << site;
     } else {
       EXPECT_EQ(threw, 0) << outcomes[0].message;
     }

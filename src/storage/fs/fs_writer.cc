@@ -516,23 +516,31 @@ void FileSystemWriter::commit() {
   CheckpointState state = checkpoint_state(*fs_, path_);
   check_target_replaceable(state);
   const std::string parent = parent_of(path_);
+  std::string replaced;  // where the previous checkpoint ends up, to be removed
   if (state == CheckpointState::kMissing) {
     fs_->rename(staging_, path_);
   } else if (fs_->rename_exchange(staging_, path_)) {
-    // The old checkpoint now sits at the staging name; the new one is live.
-    fs_->remove_all(staging_);
+    replaced = staging_;  // the old checkpoint now sits at the staging name
   } else {
     // No RENAME_EXCHANGE on this file system: move the old one aside first.
     // A crash between the two renames leaves no checkpoint at the path, but
-    // the old one intact beside it under the ".dcpp-old" name.
-    const std::string old = set_aside_path(path_);
-    fs_->remove_all(old);
-    fs_->rename(path_, old);
+    // the old one intact beside it under the ".dcpp-old" name, which loads
+    // read and the next save restores (resolve_checkpoint_dir).
+    replaced = set_aside_path(path_);
+    fs_->remove_all(replaced);
+    fs_->rename(path_, replaced);
     fs_->rename(staging_, path_);
-    fs_->fsync_dir(parent);
-    fs_->remove_all(old);
   }
+  // The new checkpoint is live once this returns: the save has succeeded.
   fs_->fsync_dir(parent);
+  if (replaced.empty()) return;
+  // Removing the previous checkpoint is housekeeping: if it fails, this save
+  // still stands, and the next save (or CheckpointManager::cleanup) removes it.
+  try {
+    fs_->remove_all(replaced);
+    fs_->fsync_dir(parent);
+  } catch (const Error&) {
+  }
 }
 
 void FileSystemWriter::abort() noexcept {
