@@ -71,7 +71,7 @@ Bytes encode_value(const StateValue& value) {
     case ValueKind::kString: {
       const auto& s = value.as<std::string>();
       Bytes b(s.size());
-      std::memcpy(b.data(), s.data(), s.size());
+      if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());  // an empty Bytes may have no buffer
       return b;
     }
     case ValueKind::kBytes: return value.as<Bytes>();
