@@ -36,6 +36,11 @@ struct StagedTensor {
 struct AsyncSaver::Impl {
   std::thread worker;
   std::atomic<bool> running{false};
+  // The promise of the save in flight. The worker only sets it; it is
+  // replaced or destroyed on the caller's thread after join(), so the shared
+  // state (and an exception in it) is never released on the worker while the
+  // caller may still be reading the error it rethrew.
+  std::promise<void> promise;
   // One arena for every staged tensor, each at a 4096-aligned offset, so the
   // background writer writes straight from it with direct I/O. Reused while
   // large enough; grown (never shrunk) otherwise.
@@ -162,16 +167,16 @@ std::future<void> AsyncSaver::save(const StateDict& state_dict, std::shared_ptr<
 
   SaveOptions background = options;
   background.comm = impl_->background_comm;
-  std::promise<void> promise;
-  std::future<void> future = promise.get_future();
+  impl_->promise = std::promise<void>();
+  std::future<void> future = impl_->promise.get_future();
   impl_->running = true;
   impl_->worker = std::thread([impl = impl_.get(), root = std::move(root), writer = std::move(writer),
-                               background = std::move(background), promise = std::move(promise)]() mutable {
+                               background = std::move(background)]() mutable {
     try {
       dcpp::save(root, *writer, background);
-      promise.set_value();
+      impl->promise.set_value();
     } catch (...) {
-      promise.set_exception(std::current_exception());
+      impl->promise.set_exception(std::current_exception());
     }
     impl->running = false;
   });
