@@ -19,6 +19,7 @@
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "support/distributed.h"
+#include "support/forwarding_file_system.h"
 
 namespace dcpp {
 namespace {
@@ -29,7 +30,7 @@ using testing::test_seed;
 
 // Forwards to POSIX, but an open of a data file ("data-") waits while the
 // gate is closed; tests can wait until a given file's open is waiting.
-class GatedFileSystem final : public FileSystem {
+class GatedFileSystem final : public testing::ForwardingFileSystem {
  public:
   void open_gate() {
     std::lock_guard lock(mutex_);
@@ -58,27 +59,10 @@ class GatedFileSystem final : public FileSystem {
       cv_.notify_all();
       cv_.wait(lock, [&] { return open_; });
     }
-    return inner_->open(path, flags);
+    return ForwardingFileSystem::open(path, flags);
   }
-  size_t pwrite(const FileHandle& f, const void* d, size_t n, uint64_t o) override { return inner_->pwrite(f, d, n, o); }
-  size_t pread(const FileHandle& f, void* d, size_t n, uint64_t o) override { return inner_->pread(f, d, n, o); }
-  void fsync(const FileHandle& f) override { inner_->fsync(f); }
-  void fdatasync(const FileHandle& f) override { inner_->fdatasync(f); }
-  void truncate(const FileHandle& f, uint64_t n) override { inner_->truncate(f, n); }
-  void close(FileHandle& f) override { inner_->close(f); }
-  void rename(const std::string& a, const std::string& b) override { inner_->rename(a, b); }
-  bool rename_exchange(const std::string& a, const std::string& b) override { return inner_->rename_exchange(a, b); }
-  bool mkdir(const std::string& p) override { return inner_->mkdir(p); }
-  bool remove(const std::string& p) override { return inner_->remove(p); }
-  void remove_all(const std::string& p) override { inner_->remove_all(p); }
-  std::vector<std::string> list_dir(const std::string& p) override { return inner_->list_dir(p); }
-  FileType file_type(const std::string& p) override { return inner_->file_type(p); }
-  uint64_t file_size(const std::string& p) override { return inner_->file_size(p); }
-  void fsync_dir(const std::string& p) override { inner_->fsync_dir(p); }
-  uint64_t free_space(const std::string& p) override { return inner_->free_space(p); }
 
  private:
-  FileSystemPtr inner_ = default_file_system();
   std::mutex mutex_;
   std::condition_variable cv_;
   bool open_ = false;

@@ -20,6 +20,7 @@
 #include "dcpp/io.h"
 #include "storage/test_planners.h"
 #include "support/distributed.h"
+#include "support/forwarding_file_system.h"
 
 namespace dcpp {
 namespace {
@@ -46,38 +47,21 @@ std::string row_major_bytes(const Tensor& t) {
 
 // Forwards to POSIX; optionally refuses O_DIRECT (as tmpfs does) and records
 // the memory each pwrite came from.
-class RecordingFileSystem final : public FileSystem {
+class RecordingFileSystem final : public testing::ForwardingFileSystem {
  public:
   explicit RecordingFileSystem(bool refuse_direct) : refuse_direct_(refuse_direct) {}
   FileHandle open(const std::string& path, const OpenFlags& flags) override {
     OpenFlags f = flags;
     if (refuse_direct_) f.try_direct = false;
-    return inner_->open(path, f);
+    return ForwardingFileSystem::open(path, f);
   }
   size_t pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) override {
     {
       std::lock_guard lock(mutex_);
       writes.push_back({data, length, offset, file.direct});
     }
-    return inner_->pwrite(file, data, length, offset);
+    return ForwardingFileSystem::pwrite(file, data, length, offset);
   }
-  size_t pread(const FileHandle& file, void* data, size_t length, uint64_t offset) override {
-    return inner_->pread(file, data, length, offset);
-  }
-  void fsync(const FileHandle& file) override { inner_->fsync(file); }
-  void fdatasync(const FileHandle& file) override { inner_->fdatasync(file); }
-  void truncate(const FileHandle& file, uint64_t length) override { inner_->truncate(file, length); }
-  void close(FileHandle& file) override { inner_->close(file); }
-  void rename(const std::string& a, const std::string& b) override { inner_->rename(a, b); }
-  bool rename_exchange(const std::string& a, const std::string& b) override { return inner_->rename_exchange(a, b); }
-  bool mkdir(const std::string& p) override { return inner_->mkdir(p); }
-  bool remove(const std::string& p) override { return inner_->remove(p); }
-  void remove_all(const std::string& p) override { inner_->remove_all(p); }
-  std::vector<std::string> list_dir(const std::string& p) override { return inner_->list_dir(p); }
-  FileType file_type(const std::string& p) override { return inner_->file_type(p); }
-  uint64_t file_size(const std::string& p) override { return inner_->file_size(p); }
-  void fsync_dir(const std::string& p) override { inner_->fsync_dir(p); }
-  uint64_t free_space(const std::string& p) override { return inner_->free_space(p); }
 
   struct Write {
     const void* data;
@@ -88,7 +72,6 @@ class RecordingFileSystem final : public FileSystem {
   std::vector<Write> writes;
 
  private:
-  FileSystemPtr inner_ = default_file_system();
   bool refuse_direct_;
   std::mutex mutex_;
 };

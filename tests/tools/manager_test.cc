@@ -15,6 +15,7 @@
 #include "dcpp/models.h"
 #include "dcpp/tp.h"
 #include "support/distributed.h"
+#include "support/forwarding_file_system.h"
 
 namespace dcpp::testing {
 namespace {
@@ -23,35 +24,21 @@ namespace fs = std::filesystem;
 
 // A file system that reports `free` bytes available and forwards everything
 // else to a FaultInjectingFileSystem (which counts the calls).
-class LowSpaceFileSystem final : public FileSystem {
+class LowSpaceFileSystem final : public ForwardingFileSystem {
  public:
-  explicit LowSpaceFileSystem(uint64_t free)
-      : inner_(std::make_shared<FaultInjectingFileSystem>()), free_(free) {}
-  FaultInjectingFileSystem& counters() { return *inner_; }
+  explicit LowSpaceFileSystem(uint64_t free) : LowSpaceFileSystem(std::make_shared<FaultInjectingFileSystem>(), free) {}
+  FaultInjectingFileSystem& counters() { return *counters_; }
 
-  FileHandle open(const std::string& p, const OpenFlags& f) override { return inner_->open(p, f); }
-  size_t pwrite(const FileHandle& h, const void* d, size_t n, uint64_t o) override { return inner_->pwrite(h, d, n, o); }
-  size_t pread(const FileHandle& h, void* d, size_t n, uint64_t o) override { return inner_->pread(h, d, n, o); }
-  void fsync(const FileHandle& h) override { inner_->fsync(h); }
-  void fdatasync(const FileHandle& h) override { inner_->fdatasync(h); }
-  void truncate(const FileHandle& h, uint64_t n) override { inner_->truncate(h, n); }
-  void close(FileHandle& h) override { inner_->close(h); }
-  void rename(const std::string& a, const std::string& b) override { inner_->rename(a, b); }
-  bool rename_exchange(const std::string& a, const std::string& b) override { return inner_->rename_exchange(a, b); }
-  bool mkdir(const std::string& p) override { return inner_->mkdir(p); }
-  bool remove(const std::string& p) override { return inner_->remove(p); }
-  void remove_all(const std::string& p) override { inner_->remove_all(p); }
-  std::vector<std::string> list_dir(const std::string& p) override { return inner_->list_dir(p); }
-  FileType file_type(const std::string& p) override { return inner_->file_type(p); }
-  uint64_t file_size(const std::string& p) override { return inner_->file_size(p); }
-  void fsync_dir(const std::string& p) override { inner_->fsync_dir(p); }
   uint64_t free_space(const std::string& p) override {
-    inner_->free_space(p);  // counted, and fails like the real one on a bad path
+    ForwardingFileSystem::free_space(p);  // counted, and fails like the real one on a bad path
     return free_;
   }
 
  private:
-  std::shared_ptr<FaultInjectingFileSystem> inner_;
+  LowSpaceFileSystem(std::shared_ptr<FaultInjectingFileSystem> counters, uint64_t free)
+      : ForwardingFileSystem(counters), counters_(std::move(counters)), free_(free) {}
+
+  std::shared_ptr<FaultInjectingFileSystem> counters_;
   uint64_t free_;
 };
 
