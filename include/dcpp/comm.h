@@ -57,6 +57,11 @@ class Communicator {
   virtual Blob scatter_v(const std::vector<Blob>& blobs, int root) = 0;
   // send[r] goes to rank r; result[r] is what rank r sent to this rank.
   virtual std::vector<Blob> all_to_all_v(const std::vector<Blob>& send) = 0;
+  // The same, for a caller that no longer needs `send`: a backend may move
+  // the blobs out instead of copying them (the thread backend does).
+  virtual std::vector<Blob> all_to_all_v(std::vector<Blob>&& send) {
+    return all_to_all_v(static_cast<const std::vector<Blob>&>(send));
+  }
   // In place over `count` elements of `dtype` (floating and integer dtypes).
   virtual void all_reduce(void* data, size_t count, DType dtype, ReduceOp op) = 0;
   // `send` holds size()*count elements; this rank receives the reduction of block rank() in `recv`.

@@ -202,7 +202,9 @@ struct FileSystemReaderOptions {
   // hands over (set_communicator), if any; else each rank reads what it needs.
   CommPtr comm = nullptr;
   // Bytes each rank reads per delivery round (bounds the memory held for
-  // other ranks), and the piece size shared blocks are dealt out in.
+  // other ranks: the reads of two rounds are queued at a time, and the
+  // round before them is being exchanged), and the piece size shared blocks
+  // are dealt out in.
   uint64_t round_bytes = 32 << 20;
   uint64_t share_piece_bytes = 4 << 20;
   // false: never share, even with a communicator (each rank reads its own blocks).

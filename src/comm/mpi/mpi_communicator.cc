@@ -89,6 +89,7 @@ int to_int(size_t v) { return static_cast<int>(v); }
 
 class MpiCommunicator final : public Communicator {
  public:
+  using Communicator::all_to_all_v;
   // `owned`: the communicator came from MPI_Comm_split and is freed here.
   MpiCommunicator(MPI_Comm comm, bool owned, std::chrono::milliseconds timeout) : comm_(comm), owned_(owned) {
     MPI_Comm_rank(comm_, &rank_);

@@ -65,6 +65,8 @@ struct Slot {
   int key = 0;
   const Blob* blob = nullptr;
   const std::vector<Blob>* blobs = nullptr;
+  // all_to_all_v(&&): receiver r moves blobs[r] out (each element has one reader).
+  std::vector<Blob>* movable_blobs = nullptr;
   // all_reduce: this rank's reduced slice, published after the first phase.
   const void* partial = nullptr;
 };

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <future>
+#include <memory>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -211,6 +213,18 @@ struct Delivery {
   const Item::RemoteBox* box = nullptr;
   uint64_t l0 = 0;
   uint64_t l1 = 0;
+};
+
+// One exchange round of read-once delivery: the ops this rank reads in it,
+// the blob packed for each rank (deliveries point into them), and the reads
+// in flight.
+struct Round {
+  std::vector<size_t> ops;
+  std::vector<std::string> out;
+  std::map<size_t, std::vector<Delivery>> deliveries;
+  std::vector<std::future<void>> reads;
+  bool started = false;  // reads submitted
+  bool more = false;     // this rank has ops after this round
 };
 
 class Reader {
@@ -570,77 +584,54 @@ class Reader {
     }
 
     // 3. Rounds: read my share, exchange, apply what others read for me.
+    // Pipelined: the reads of the next kRoundsInFlight - 1 rounds are queued
+    // behind the current one's, so the reader threads never wait for the
+    // exchange, and the disk never waits for a round's slowest read. The
+    // pool is declared after the rounds and buffers its tasks use: its
+    // destructor finishes them first, whatever way this function ends.
+    constexpr size_t kRoundsInFlight = 2;
     std::vector<Op> ops = local_error ? std::vector<Op>{} : make_ops();
-    BufferPool buffers;
-    ThreadPool pool(std::max<size_t>(opts_.threads, 1));
     size_t next = 0;
+    BufferPool buffers;
+    std::deque<std::unique_ptr<Round>> rounds;  // the front one is exchanged next
+    ThreadPool pool(std::max<size_t>(opts_.threads, 1));
     while (true) {
-      std::vector<size_t> round;
-      uint64_t bytes = 0;
-      while (next < ops.size() && (round.empty() || bytes + (ops[next].end - ops[next].begin) <= opts_.round_bytes)) {
-        bytes += ops[next].end - ops[next].begin;
-        round.push_back(next++);
-      }
-      // Lay out the outgoing blobs: a 16-byte header, then per delivery a
-      // 32-byte record header (piece, target, l0, l1) and the packed
-      // elements, padded to 16.
-      std::vector<std::string> out(static_cast<size_t>(world));
-      std::vector<size_t> size(static_cast<size_t>(world), 16);
-      std::map<size_t, std::vector<Delivery>> deliveries;
-      for (size_t o : round) {
-        for (size_t p : ops[o].pieces) {
-          const Piece& piece = pieces_[p];
-          const Item& item = items_[piece.item];
-          for (int r : piece.remote) {
-            for (const Item::RemoteBox& box : item.remote_boxes) {
-              if (box.rank != r) continue;
-              const auto [l0, l1] = box.geom.linear_range_in(piece_begin(piece), piece_end(piece));
-              if (l0 >= l1) continue;
-              size_t& at = size[static_cast<size_t>(r)];
-              deliveries[p].push_back({&out[static_cast<size_t>(r)], at + 32, &box, l0, l1});
-              at += 32 + align_up((l1 - l0) * box.geom.element_size(), 16);
-            }
-          }
-        }
-      }
-      for (int r = 0; r < world; ++r) out[static_cast<size_t>(r)].assign(size[static_cast<size_t>(r)], '\0');
-      for (const auto& [p, list] : deliveries) {
-        for (const Delivery& d : list) {
-          const uint64_t header[4] = {p, d.box->target, d.l0, d.l1};
-          std::memcpy(d.blob->data() + d.pos - 32, header, 32);
-        }
+      // A rank with nothing left still takes part in the others' rounds.
+      if (rounds.empty()) rounds.push_back(plan_round(ops, next, world));
+      while (!local_error && rounds.size() < kRoundsInFlight && rounds.back()->more) {
+        rounds.push_back(plan_round(ops, next, world));
       }
       if (!local_error) {
+        for (auto& round : rounds) {
+          start_reads(*round, ops, pool, buffers);
+        }
+      }
+      Round& current = *rounds.front();
+      if (!local_error) {
         try {
-          std::vector<std::future<void>> futures;
-          for (size_t o : round) {
-            futures.push_back(pool.submit([&, o] { run_op(ops[o], buffers, &deliveries); }));
-          }
-          wait_all(futures);
+          wait_all(current.reads);
         } catch (...) {
           local_error = std::current_exception();
         }
       }
-      const bool more = next < ops.size();
       for (int r = 0; r < world; ++r) {
-        std::string& blob = out[static_cast<size_t>(r)];
+        std::string& blob = current.out[static_cast<size_t>(r)];
         if (local_error) {
           BlobWriter fw;
           write_failure(fw, local_error);
           blob = fw.take();
         } else {
           blob[0] = 0;
-          blob[1] = more ? 1 : 0;
+          blob[1] = current.more ? 1 : 0;
         }
       }
-      std::vector<Blob> in = comm.all_to_all_v(out);
-      out.clear();
+      std::vector<Blob> in = comm.all_to_all_v(std::move(current.out));
+      current.out.clear();
 
       bool anyone_more = false;
       std::vector<std::pair<int, std::pair<ErrorCode, std::string>>> round_failures;
       for (int r = 0; r < world; ++r) {
-        const std::string& blob = in[static_cast<size_t>(r)];
-        BlobReader rd(blob, r);
+        BlobReader rd(in[static_cast<size_t>(r)], r);
         if (rd.u8() != 0) {
           ErrorCode code = static_cast<ErrorCode>(rd.u8());
           round_failures.push_back({r, {code, rd.str()}});
@@ -649,31 +640,79 @@ class Reader {
         anyone_more = anyone_more || rd.u8() != 0;
       }
       if ((local_error || !round_failures.empty()) && raise_failures(local_error, round_failures)) return;
+      for (int r = 0; r < world; ++r) unpack_blob(in[static_cast<size_t>(r)], r, me);
+      rounds.pop_front();
+      if (!anyone_more) break;
+    }
+  }
 
-      std::vector<std::future<void>> futures;
-      for (int r = 0; r < world; ++r) {
-        const std::string& blob = in[static_cast<size_t>(r)];
-        for (size_t at = 16; at + 32 <= blob.size();) {
-          uint64_t header[4];
-          std::memcpy(header, blob.data() + at, 32);
-          const uint64_t p = header[0], target = header[1], l0 = header[2], l1 = header[3];
-          const bool valid = p < pieces_.size() && target < targets_.size() && l0 < l1 &&
-                             l1 <= targets_[target].geom.numel() &&
-                             std::find(items_[pieces_[p].item].targets.begin(), items_[pieces_[p].item].targets.end(),
-                                       target) != items_[pieces_[p].item].targets.end();
-          const uint64_t bytes = valid ? (l1 - l0) * targets_[target].geom.element_size() : 0;
-          if (!valid || blob.size() - at - 32 < bytes) {
-            throw Error(ErrorCode::kComm, "read-once exchange: malformed delivery from rank " + std::to_string(r) +
-                                              " to rank " + std::to_string(me));
+  // Picks the ops of the next round (at most round_bytes, at least one op
+  // when any is left) and lays out its outgoing blobs: a 16-byte header,
+  // then per delivery a 32-byte record header (piece, target, l0, l1) and
+  // the packed elements, padded to 16.
+  std::unique_ptr<Round> plan_round(const std::vector<Op>& ops, size_t& next, int world) {
+    auto round = std::make_unique<Round>();
+    uint64_t bytes = 0;
+    while (next < ops.size() && (round->ops.empty() || bytes + (ops[next].end - ops[next].begin) <= opts_.round_bytes)) {
+      bytes += ops[next].end - ops[next].begin;
+      round->ops.push_back(next++);
+    }
+    round->more = next < ops.size();
+    round->out.resize(static_cast<size_t>(world));
+    std::vector<size_t> size(static_cast<size_t>(world), 16);
+    for (size_t o : round->ops) {
+      for (size_t p : ops[o].pieces) {
+        const Piece& piece = pieces_[p];
+        const Item& item = items_[piece.item];
+        for (int r : piece.remote) {
+          for (const Item::RemoteBox& box : item.remote_boxes) {
+            if (box.rank != r) continue;
+            const auto [l0, l1] = box.geom.linear_range_in(piece_begin(piece), piece_end(piece));
+            if (l0 >= l1) continue;
+            size_t& at = size[static_cast<size_t>(r)];
+            round->deliveries[p].push_back({&round->out[static_cast<size_t>(r)], at + 32, &box, l0, l1});
+            at += 32 + align_up((l1 - l0) * box.geom.element_size(), 16);
           }
-          const std::byte* data = reinterpret_cast<const std::byte*>(blob.data() + at + 32);
-          engine_.add_received(bytes);
-          futures.push_back(pool.submit([this, target, l0, l1, data] { unpack(target, l0, l1, data); }));
-          at += 32 + align_up(bytes, 16);
         }
       }
-      wait_all(futures);
-      if (!anyone_more) break;
+    }
+    for (int r = 0; r < world; ++r) round->out[static_cast<size_t>(r)].assign(size[static_cast<size_t>(r)], '\0');
+    for (const auto& [p, list] : round->deliveries) {
+      for (const Delivery& d : list) {
+        const uint64_t header[4] = {p, d.box->target, d.l0, d.l1};
+        std::memcpy(d.blob->data() + d.pos - 32, header, 32);
+      }
+    }
+    return round;
+  }
+
+  void start_reads(Round& round, const std::vector<Op>& ops, ThreadPool& pool, BufferPool& buffers) {
+    if (round.started) return;
+    round.started = true;
+    for (size_t o : round.ops) {
+      round.reads.push_back(pool.submit([&, o] { run_op(ops[o], buffers, &round.deliveries); }));
+    }
+  }
+
+  // Applies every delivery in a blob received from rank `from`, on the
+  // calling thread (the pool is busy reading the next round).
+  void unpack_blob(const std::string& blob, int from, int me) {
+    for (size_t at = 16; at + 32 <= blob.size();) {
+      uint64_t header[4];
+      std::memcpy(header, blob.data() + at, 32);
+      const uint64_t p = header[0], target = header[1], l0 = header[2], l1 = header[3];
+      const bool valid = p < pieces_.size() && target < targets_.size() && l0 < l1 &&
+                         l1 <= targets_[target].geom.numel() &&
+                         std::find(items_[pieces_[p].item].targets.begin(), items_[pieces_[p].item].targets.end(),
+                                   target) != items_[pieces_[p].item].targets.end();
+      const uint64_t bytes = valid ? (l1 - l0) * targets_[target].geom.element_size() : 0;
+      if (!valid || blob.size() - at - 32 < bytes) {
+        throw Error(ErrorCode::kComm, "read-once exchange: malformed delivery from rank " + std::to_string(from) +
+                                          " to rank " + std::to_string(me));
+      }
+      engine_.add_received(bytes);
+      unpack(target, l0, l1, reinterpret_cast<const std::byte*>(blob.data() + at + 32));
+      at += 32 + align_up(bytes, 16);
     }
   }
 

@@ -16,7 +16,9 @@
 // assignment of each needed piece to one of the ranks needing it (fewest
 // bytes so far), reads only its own pieces, and sends every other rank that
 // needs a piece exactly the elements of its boxes the piece holds (packed,
-// verified) with all_to_all_v, in rounds of bounded size. Disk traffic is
+// verified) with all_to_all_v, in rounds of bounded size; the reads of the
+// next round are queued behind the current one's, so reading goes on while
+// a round is exchanged and unpacked. Disk traffic is
 // then the union of the needed blocks, whatever the resharding. Failures
 // travel in the exchanges, so no rank waits for a failed one: the failing
 // rank throws its error, the others stop and return, and load()'s status
