@@ -49,12 +49,14 @@ struct Figure {
   int ranks = 0;
   std::string note;
   // The raw baseline measured next to this figure's runs (interleaved, so
-  // both see the same load on a shared machine): save pairs with raw_write,
-  // each load with a raw_read just before each of its runs.
+  // both see the same disk on a machine whose disk speed drifts): each save
+  // run follows a raw write; each load run sits between two raw reads.
   std::string baseline;
-  double baseline_gib_per_s = 0;
+  double baseline_gib_per_s = 0;       // median of the runs' baselines
+  std::vector<double> ratio_samples;   // per run: this run's GiB/s ÷ its own baseline's
   double gib_per_s() const;
-  double ratio() const { return baseline_gib_per_s > 0 ? gib_per_s() / baseline_gib_per_s : 0; }
+  // The median of ratio_samples (the ratio of medians when there are none).
+  double ratio() const;
 };
 
 struct BenchReport {
