@@ -230,6 +230,13 @@ void check_all_to_all_v(const CommPtr& comm) {
   for (int s = 0; s < n; ++s) {
     EXPECT_EQ(got[static_cast<size_t>(s)], make_blob(s * 16 + me, size_of(s, me))) << "from rank " << s << " to " << me;
   }
+  // The overload that may take the blobs over, with even ranks handing
+  // theirs over and odd ranks keeping them: the same blobs arrive.
+  std::vector<Blob> again = send;
+  std::vector<Blob> got_again = me % 2 == 0 ? comm->all_to_all_v(std::move(again))
+                                            : comm->all_to_all_v(static_cast<const std::vector<Blob>&>(again));
+  EXPECT_EQ(got_again, got) << "on rank " << me;
+  if (me % 2 != 0) EXPECT_EQ(again, send) << "a kept send vector changed on rank " << me;
 }
 
 void check_all_reduce_dtypes(const CommPtr& comm) {
