@@ -80,16 +80,15 @@ bench: build
 	@$(BUILD)/bench/planning_bench
 
 # `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
-# disk, in the same run as dcpp; prints dcpp's ratio to each. Installs PyTorch
+# disk, in rounds with dcpp (dcpp, then each peer, per round); prints dcpp's
+# ratio to each, the median of the ratios taken within each round. Installs PyTorch
 # (CPU) and safetensors with pip into TORCH_VENV when they are missing.
 TORCH_VENV ?= $(HOME)/.cache/dcpp/torch-venv
 bench-peers: build
 	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
 	@$(TORCH_VENV)/bin/python -c "import torch, safetensors" 2>/dev/null || \
 	  $(TORCH_VENV)/bin/pip install --quiet torch safetensors numpy
-	@$(BUILD)/dcpp bench --json $(BENCH_ARGS) > $(BUILD)/bench-dcpp.json
-	@python3 -c "import json,sys; d=json.load(open('$(BUILD)/bench-dcpp.json')); [print(f'dcpp {k:32s} {v[\"seconds\"]:9.3f} s {v[\"gib_per_s\"]:8.3f} GiB/s') for k,v in d['figures'].items()]"
-	@$(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp-json $(BUILD)/bench-dcpp.json --json $(BUILD)/bench-peers.json
+	@$(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp $(BUILD)/dcpp --json $(BUILD)/bench-peers.json
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

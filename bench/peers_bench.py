@@ -11,15 +11,20 @@ the same directory (so the same disk):
   * safetensors save_file / load_file of each rank's local shards.
 
 Reads are cold for everyone: every file is fsynced and dropped from the page
-cache (posix_fadvise DONTNEED) before each load. Each figure is the median of
---runs. Given dcpp's `dcpp bench --json` output (--dcpp-json), prints
-dcpp's throughput ratio to each peer's. Output: a table, and --json FILE.
+cache (posix_fadvise DONTNEED) before each load. It runs in --runs rounds;
+given the dcpp binary (--dcpp), each round first runs `dcpp bench --runs 1
+--no-reshard --no-async` (raw write and read, save, same-sharding load) and
+then every peer once, on the same directory. dcpp's ratio to each peer is
+taken within each round (the disk's speed drifts by tens of percent from
+minute to minute, so figures taken minutes apart would compare the drift),
+and the median over the rounds is printed. Output: a table, and --json FILE.
 """
 import argparse
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 
@@ -172,6 +177,16 @@ def worker(rank, world, args, port, results):
     dist.destroy_process_group()
 
 
+def run_dcpp(args, directory):
+    """One run of dcpp's save, same-sharding load and raw baselines, as JSON."""
+    cmd = [args.dcpp, "bench", "--json", "--runs", "1", "--no-reshard", "--no-async", "--ranks", str(args.ranks),
+           "--layers", str(args.layers), "--hidden", str(args.hidden), "--dir", directory]
+    if args.optimizer:
+        cmd.append("--optimizer")
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ranks", type=int, default=4)
@@ -179,10 +194,10 @@ def main():
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--optimizer", action="store_true")
     ap.add_argument("--dir", default=os.path.join(os.getcwd(), "dcpp-peers-data"))
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="rounds: dcpp, then every peer, once each per round")
     ap.add_argument("--threads", type=int, nargs="*", default=[2, 4], help="DCP thread counts tried besides 1 (the default)")
-    ap.add_argument("--dcpp-json", help="dcpp bench --json output of the same shapes")
-    ap.add_argument("--json", help="write the peers' figures here")
+    ap.add_argument("--dcpp", help="the dcpp binary; without it only the peers run")
+    ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
 
     import torch
@@ -195,50 +210,67 @@ def main():
             n *= s
         ckpt_bytes += n * torch.empty((), dtype=dtype).element_size()
 
+    # Rounds: dcpp runs right before the peers in each, and every ratio is
+    # taken within a round, so that the disk's drift from minute to minute
+    # does not enter the comparison; the median over the rounds is shown.
+    rounds = []  # per round: {"dcpp": bench json or None, "peers": {key: seconds}}
+    peer_args = argparse.Namespace(**vars(args))
+    peer_args.runs = 1
+    for r in range(args.runs):
+        shutil.rmtree(args.dir, ignore_errors=True)
+        os.makedirs(args.dir)
+        dcpp = run_dcpp(args, os.path.join(args.dir, "dcpp")) if args.dcpp else None
+        manager = mp.Manager()
+        results = manager.dict()
+        port = 29500 + (os.getpid() + r) % 1000
+        mp.spawn(worker, args=(args.ranks, peer_args, port, results), nprocs=args.ranks, join=True)
+        rounds.append({"dcpp": dcpp, "peers": {k: v[0] for k, v in dict(results).items()}})
+        manager.shutdown()
     shutil.rmtree(args.dir, ignore_errors=True)
-    os.makedirs(args.dir)
-    manager = mp.Manager()
-    results = manager.dict()
-    port = 29500 + os.getpid() % 1000
-    mp.spawn(worker, args=(args.ranks, args, port, results), nprocs=args.ranks, join=True)
-    shutil.rmtree(args.dir, ignore_errors=True)
-    res = dict(results)
 
-    fig = {k: statistics.median(v) for k, v in res.items()}
-    best_t = min((t for t in [1] + args.threads), key=lambda t: fig[f"dcp_save_t{t}"] + fig[f"dcp_load_t{t}"])
+    def med(values):
+        return statistics.median(values)
+
+    peer_secs = {k: med([rd["peers"][k] for rd in rounds]) for k in rounds[0]["peers"]}
+    best_t = min((t for t in [1] + args.threads), key=lambda t: peer_secs[f"dcp_save_t{t}"] + peer_secs[f"dcp_load_t{t}"])
     rows = [
-        ("PyTorch DCP save (default, 1 thread)", fig["dcp_save_t1"], "save"),
-        (f"PyTorch DCP save (best, {best_t} threads)", fig[f"dcp_save_t{best_t}"], "save"),
-        ("PyTorch DCP load (default)", fig["dcp_load_t1"], "load_same"),
-        (f"PyTorch DCP load (after {best_t}-thread save)", fig[f"dcp_load_t{best_t}"], "load_same"),
-        ("safetensors save", fig["safetensors_save"], "save"),
-        ("safetensors load", fig["safetensors_load"], "load_same"),
+        ("PyTorch DCP save (default, 1 thread)", "dcp_save_t1", "save"),
+        (f"PyTorch DCP save (best, {best_t} threads)", f"dcp_save_t{best_t}", "save"),
+        ("PyTorch DCP load (default)", "dcp_load_t1", "load_same"),
+        (f"PyTorch DCP load (after {best_t}-thread save)", f"dcp_load_t{best_t}", "load_same"),
+        ("safetensors save", "safetensors_save", "save"),
+        ("safetensors load", "safetensors_load", "load_same"),
     ]
-    dcpp = None
-    if args.dcpp_json:
-        with open(args.dcpp_json) as f:
-            dcpp = json.load(f)
-    raw = None
-    if dcpp:
-        raw = {"save": dcpp["figures"]["raw_write"]["gib_per_s"], "load_same": dcpp["figures"]["raw_read"]["gib_per_s"]}
+    raw_key = {"save": "raw_write", "load_same": "raw_read"}
     print(f"peers: {args.ranks} ranks, {args.layers} layers, hidden {args.hidden}, checkpoint {ckpt_bytes / GiB:.2f} GiB, "
-          f"median of {args.runs}, dir {args.dir}")
-    print(f"{'figure':44s} {'seconds':>9s} {'GiB/s':>8s} {'dcpp/peer':>10s} {'peer/raw':>9s}  target")
-    report = {"checkpoint_bytes": ckpt_bytes, "ranks": args.ranks, "figures": {}}
-    for name, secs, kind in rows:
+          f"median of {args.runs} rounds, dir {args.dir}")
+    if args.dcpp:
+        for kind in ("save", "load_same"):
+            gbps = [rd["dcpp"]["figures"][kind]["gib_per_s"] for rd in rounds]
+            raw = [rd["dcpp"]["figures"][raw_key[kind]]["gib_per_s"] for rd in rounds]
+            print(f"dcpp {kind:39s} {med(gbps):8.3f} GiB/s (rounds: {', '.join(f'{g:.3f}' for g in gbps)}); "
+                  f"raw {med(raw):.3f} GiB/s")
+    print(f"{'figure':44s} {'seconds':>9s} {'GiB/s':>8s} {'dcpp/peer':>10s} {'peer/raw':>9s}  target  (dcpp/peer by round)")
+    report = {"checkpoint_bytes": ckpt_bytes, "ranks": args.ranks, "rounds": rounds, "figures": {}}
+    for name, key, kind in rows:
+        secs = peer_secs[key]
         gbps = ckpt_bytes / GiB / secs
-        ratio = ""
-        target = ""
-        if dcpp:
-            d = dcpp["figures"][kind]["gib_per_s"]
-            r = d / gbps
-            ratio = f"{r:.2f}"
-            need = 2.0 if gbps < 0.5 * raw[kind] else 1.0
+        entry = {"seconds": secs, "gib_per_s": gbps, "samples_key": kind,
+                 "samples": [rd["peers"][key] for rd in rounds]}
+        ratio = peer_raw = target = by_round = ""
+        if args.dcpp:
+            # Within each round: dcpp's GiB/s ÷ the peer's, and the peer's ÷ that round's raw figure.
+            ratios = [rd["dcpp"]["figures"][kind]["gib_per_s"] / (ckpt_bytes / GiB / rd["peers"][key]) for rd in rounds]
+            of_raw = [(ckpt_bytes / GiB / rd["peers"][key]) / rd["dcpp"]["figures"][raw_key[kind]]["gib_per_s"]
+                      for rd in rounds]
+            r, pr = med(ratios), med(of_raw)
+            need = 2.0 if pr < 0.5 else 1.0
+            ratio, peer_raw = f"{r:.2f}", f"{pr:.2f}"
             target = f">= {need:.0f}x: {'met' if r >= need else 'NOT met'}"
-        peer_raw = f"{gbps / raw[kind]:.2f}" if raw else ""
-        print(f"{name:44s} {secs:9.3f} {gbps:8.3f} {ratio:>10s} {peer_raw:>9s}  {target}")
-        report["figures"][name] = {"seconds": secs, "gib_per_s": gbps, "samples_key": kind}
-    report["samples"] = res
+            by_round = "(" + ", ".join(f"{x:.2f}" for x in ratios) + ")"
+            entry.update({"dcpp_over_peer": r, "dcpp_over_peer_by_round": ratios, "peer_over_raw": pr})
+        print(f"{name:44s} {secs:9.3f} {gbps:8.3f} {ratio:>10s} {peer_raw:>9s}  {target}  {by_round}")
+        report["figures"][name] = entry
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
