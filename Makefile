@@ -80,9 +80,9 @@ bench: build
 	@$(BUILD)/bench/planning_bench
 
 # `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
-# disk, in rounds with dcpp (dcpp, then each peer, per round); prints dcpp's
-# ratio to each, the median of the ratios taken within each round. Installs PyTorch
-# (CPU) and safetensors with pip into TORCH_VENV when they are missing.
+# disk, with a dcpp run before and after each peer group; prints dcpp's ratio
+# to each peer (bench/README.md). Installs PyTorch (CPU) and safetensors with
+# pip into TORCH_VENV when they are missing.
 TORCH_VENV ?= $(HOME)/.cache/dcpp/torch-venv
 bench-peers: build
 	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)

@@ -11,13 +11,16 @@ the same directory (so the same disk):
   * safetensors save_file / load_file of each rank's local shards.
 
 Reads are cold for everyone: every file is fsynced and dropped from the page
-cache (posix_fadvise DONTNEED) before each load. It runs in --runs rounds;
-given the dcpp binary (--dcpp), each round first runs `dcpp bench --runs 1
---no-reshard --no-async` (raw write and read, save, same-sharding load) and
-then every peer once, on the same directory. dcpp's ratio to each peer is
-taken within each round (the disk's speed drifts by tens of percent from
-minute to minute, so figures taken minutes apart would compare the drift),
-and the median over the rounds is printed. Output: a table, and --json FILE.
+cache (posix_fadvise DONTNEED) before each load. It runs in --runs rounds.
+In a round the peers run in groups (DCP with 1 thread, with each of
+--threads, then safetensors), and given the dcpp binary (--dcpp), `dcpp
+bench --runs 1 --no-reshard --no-async` (raw write and read, save,
+same-sharding load) runs before the first group and after each group, on
+the same directory. Each peer figure is compared with the mean of the dcpp
+runs right before and right after it (the disk's speed drifts by tens of
+percent from minute to minute, so figures taken minutes apart would
+compare the drift), and the median over the rounds is printed. Output: a
+table, and --json FILE.
 """
 import argparse
 import json
@@ -128,7 +131,7 @@ def worker(rank, world, args, port, results):
     src = state(1.0)
     out = {}
     base = args.dir
-    for threads in sorted(set([1] + args.threads)):
+    for threads in args.dcp_threads:
         saves, loads = [], []
         for run in range(args.runs):
             path = os.path.join(base, f"dcp-t{threads}-{run}")
@@ -149,7 +152,7 @@ def worker(rank, world, args, port, results):
         out[f"dcp_load_t{threads}"] = loads
 
     saves, loads = [], []
-    for run in range(args.runs):
+    for run in range(args.runs if args.safetensors else 0):
         path = os.path.join(base, f"st-{run}")
         os.makedirs(path, exist_ok=True)
         f = os.path.join(path, f"rank-{rank}.safetensors")
@@ -170,8 +173,9 @@ def worker(rank, world, args, port, results):
         dist.barrier()
         if rank == 0:
             shutil.rmtree(path, ignore_errors=True)
-    out["safetensors_save"] = saves
-    out["safetensors_load"] = loads
+    if args.safetensors:
+        out["safetensors_save"] = saves
+        out["safetensors_load"] = loads
     if rank == 0:
         results.update(out)
     dist.destroy_process_group()
@@ -194,7 +198,7 @@ def main():
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument("--optimizer", action="store_true")
     ap.add_argument("--dir", default=os.path.join(os.getcwd(), "dcpp-peers-data"))
-    ap.add_argument("--runs", type=int, default=3, help="rounds: dcpp, then every peer, once each per round")
+    ap.add_argument("--runs", type=int, default=3, help="rounds; in each, dcpp runs before and after every group of peer figures")
     ap.add_argument("--threads", type=int, nargs="*", default=[2, 4], help="DCP thread counts tried besides 1 (the default)")
     ap.add_argument("--dcpp", help="the dcpp binary; without it only the peers run")
     ap.add_argument("--json", help="write the figures here")
@@ -210,22 +214,36 @@ def main():
             n *= s
         ckpt_bytes += n * torch.empty((), dtype=dtype).element_size()
 
-    # Rounds: dcpp runs right before the peers in each, and every ratio is
-    # taken within a round, so that the disk's drift from minute to minute
-    # does not enter the comparison; the median over the rounds is shown.
-    rounds = []  # per round: {"dcpp": bench json or None, "peers": {key: seconds}}
-    peer_args = argparse.Namespace(**vars(args))
-    peer_args.runs = 1
+    # Rounds. Within a round the peers run in groups (PyTorch DCP with each
+    # thread count, then safetensors), and dcpp runs before the first group
+    # and after each one: every peer figure is compared with the mean of the
+    # dcpp runs right before and right after it, so the disk's drift from
+    # minute to minute stays out of the comparison. The median over the
+    # rounds is shown.
+    groups = [([t], False) for t in sorted(set([1] + args.threads))] + [([], True)]
+    rounds = []  # per round: {"peers": {key: seconds}, "dcpp": {key: (run before, run after)}}
     for r in range(args.runs):
         shutil.rmtree(args.dir, ignore_errors=True)
         os.makedirs(args.dir)
-        dcpp = run_dcpp(args, os.path.join(args.dir, "dcpp")) if args.dcpp else None
-        manager = mp.Manager()
-        results = manager.dict()
-        port = 29500 + (os.getpid() + r) % 1000
-        mp.spawn(worker, args=(args.ranks, peer_args, port, results), nprocs=args.ranks, join=True)
-        rounds.append({"dcpp": dcpp, "peers": {k: v[0] for k, v in dict(results).items()}})
-        manager.shutdown()
+        dcpp_dir = os.path.join(args.dir, "dcpp")
+        before = run_dcpp(args, dcpp_dir) if args.dcpp else None
+        rd = {"peers": {}, "dcpp": {}}
+        for g, (threads, safetensors) in enumerate(groups):
+            peer_args = argparse.Namespace(**vars(args))
+            peer_args.runs = 1
+            peer_args.dcp_threads = threads
+            peer_args.safetensors = safetensors
+            manager = mp.Manager()
+            results = manager.dict()
+            port = 29500 + (os.getpid() + r * len(groups) + g) % 1000
+            mp.spawn(worker, args=(args.ranks, peer_args, port, results), nprocs=args.ranks, join=True)
+            after = run_dcpp(args, dcpp_dir) if args.dcpp else None
+            for k, v in dict(results).items():
+                rd["peers"][k] = v[0]
+                rd["dcpp"][k] = (before, after)
+            manager.shutdown()
+            before = after
+        rounds.append(rd)
     shutil.rmtree(args.dir, ignore_errors=True)
 
     def med(values):
@@ -244,14 +262,21 @@ def main():
     raw_key = {"save": "raw_write", "load_same": "raw_read"}
     print(f"peers: {args.ranks} ranks, {args.layers} layers, hidden {args.hidden}, checkpoint {ckpt_bytes / GiB:.2f} GiB, "
           f"median of {args.runs} rounds, dir {args.dir}")
+    def dcpp_gbps(rd, key, figure):
+        """dcpp's GiB/s for `figure` around peer figure `key`: the mean of the runs before and after it."""
+        return statistics.mean(run["figures"][figure]["gib_per_s"] for run in rd["dcpp"][key])
+
     if args.dcpp:
+        runs = [run for rd in rounds for run in {id(x): x for pair in rd["dcpp"].values() for x in pair}.values()]
         for kind in ("save", "load_same"):
-            gbps = [rd["dcpp"]["figures"][kind]["gib_per_s"] for rd in rounds]
-            raw = [rd["dcpp"]["figures"][raw_key[kind]]["gib_per_s"] for rd in rounds]
-            print(f"dcpp {kind:39s} {med(gbps):8.3f} GiB/s (rounds: {', '.join(f'{g:.3f}' for g in gbps)}); "
-                  f"raw {med(raw):.3f} GiB/s")
+            gbps = [run["figures"][kind]["gib_per_s"] for run in runs]
+            raw = [run["figures"][raw_key[kind]]["gib_per_s"] for run in runs]
+            print(f"dcpp {kind:39s} {med(gbps):8.3f} GiB/s, raw {med(raw):.3f} GiB/s "
+                  f"(medians of the {len(runs)} dcpp runs between the peers' groups)")
     print(f"{'figure':44s} {'seconds':>9s} {'GiB/s':>8s} {'dcpp/peer':>10s} {'peer/raw':>9s}  target  (dcpp/peer by round)")
-    report = {"checkpoint_bytes": ckpt_bytes, "ranks": args.ranks, "rounds": rounds, "figures": {}}
+    report = {"checkpoint_bytes": ckpt_bytes, "ranks": args.ranks, "figures": {},
+              "rounds": [{"peers": rd["peers"], "dcpp_around": {k: list(v) for k, v in rd["dcpp"].items()}}
+                         for rd in rounds]}
     for name, key, kind in rows:
         secs = peer_secs[key]
         gbps = ckpt_bytes / GiB / secs
@@ -259,10 +284,9 @@ def main():
                  "samples": [rd["peers"][key] for rd in rounds]}
         ratio = peer_raw = target = by_round = ""
         if args.dcpp:
-            # Within each round: dcpp's GiB/s ÷ the peer's, and the peer's ÷ that round's raw figure.
-            ratios = [rd["dcpp"]["figures"][kind]["gib_per_s"] / (ckpt_bytes / GiB / rd["peers"][key]) for rd in rounds]
-            of_raw = [(ckpt_bytes / GiB / rd["peers"][key]) / rd["dcpp"]["figures"][raw_key[kind]]["gib_per_s"]
-                      for rd in rounds]
+            # dcpp's GiB/s around each peer figure ÷ the peer's, and the peer's ÷ the raw figure around it.
+            ratios = [dcpp_gbps(rd, key, kind) / (ckpt_bytes / GiB / rd["peers"][key]) for rd in rounds]
+            of_raw = [(ckpt_bytes / GiB / rd["peers"][key]) / dcpp_gbps(rd, key, raw_key[kind]) for rd in rounds]
             r, pr = med(ratios), med(of_raw)
             need = 2.0 if pr < 0.5 else 1.0
             ratio, peer_raw = f"{r:.2f}", f"{pr:.2f}"
