@@ -53,6 +53,14 @@ class AsyncSaver {
     return save(state_dict, std::make_shared<FileSystemWriter>(path, std::move(writer_options)), options);
   }
 
+  // Optional, before the first save: sizes the staging buffers for
+  // `state_dict` and faults their pages in, and splits the background
+  // communicator (collective over the save's communicator, like save()), so
+  // that the first save() also blocks for no more than a copy. Stateful
+  // objects are asked for their state. Later saves of a larger state dict
+  // grow the buffers again.
+  void reserve(const StateDict& state_dict, const SaveOptions& options = {});
+
   // Waits until no save is in flight (never throws: errors are in the futures).
   void wait();
   // True while a background save is running.
@@ -61,6 +69,8 @@ class AsyncSaver {
   // Bytes of the staging buffers (the tensors of the last staged state dict,
   // each rounded up to 4096) and how long the last save() blocked its caller.
   size_t staging_bytes() const;
+  // Bytes allocated for staging (reserve() or the largest save so far).
+  size_t staging_capacity() const;
   double last_blocking_seconds() const;
 
  private:

@@ -55,6 +55,30 @@ struct AsyncSaver::Impl {
     if (worker.joinable()) worker.join();
   }
 
+  // The background save's communicator for a save over `comm` (split once
+  // per communicator: collective).
+  void use_communicator(const CommPtr& comm) {
+    if (!comm) {
+      split_from = nullptr;
+      background_comm = nullptr;
+      return;
+    }
+    if (comm == split_from) return;
+    background_comm = comm->split(0, comm->rank());
+    background_comm->set_timeout(comm->timeout());
+    split_from = comm;
+  }
+
+  // Grows the arena to `total` bytes (never shrinks it). With `fault_in`,
+  // also zeroes it, so that the first copy into it does not pay for page
+  // faults.
+  void ensure_arena(uint64_t total, bool fault_in) {
+    if (arena.capacity() < total) {
+      arena = AlignedBuffer();  // free the old one first: peak memory is one arena
+      arena = AlignedBuffer(static_cast<size_t>(total), /*zero=*/fault_in);
+    }
+  }
+
   // The nested structure of the staged state dict, tensors left as
   // placeholders recorded in `staged` (the arena is sized after this pass).
   StateDict layout(const StateDict& in, std::vector<StagedTensor>& staged, uint64_t& total) {
@@ -117,6 +141,17 @@ void AsyncSaver::wait() { impl_->join(); }
 
 bool AsyncSaver::busy() const { return impl_->running.load(); }
 
+void AsyncSaver::reserve(const StateDict& state_dict, const SaveOptions& options) {
+  impl_->join();
+  impl_->use_communicator(options.comm ? options.comm : infer_communicator(state_dict));
+  std::vector<StagedTensor> staged;
+  uint64_t total = 0;
+  impl_->layout(state_dict, staged, total);
+  impl_->ensure_arena(total, true);
+}
+
+size_t AsyncSaver::staging_capacity() const { return impl_->arena.capacity(); }
+
 size_t AsyncSaver::staging_bytes() const { return impl_->staged_bytes; }
 
 double AsyncSaver::last_blocking_seconds() const { return impl_->blocking_seconds; }
@@ -129,27 +164,14 @@ std::future<void> AsyncSaver::save(const StateDict& state_dict, std::shared_ptr<
   impl_->join();
 
   // The communicator the save would use, and the background's own copy of it.
-  CommPtr comm = options.comm ? options.comm : infer_communicator(state_dict);
-  if (comm) {
-    if (comm != impl_->split_from) {
-      impl_->background_comm = comm->split(0, comm->rank());
-      impl_->background_comm->set_timeout(comm->timeout());
-      impl_->split_from = comm;
-    }
-  } else {
-    impl_->split_from = nullptr;
-    impl_->background_comm = nullptr;
-  }
+  impl_->use_communicator(options.comm ? options.comm : infer_communicator(state_dict));
 
   // Stage: lay out, size the arena, copy, and put views of the arena in
   // the staged structure.
   std::vector<StagedTensor> staged;
   uint64_t total = 0;
   StateDict root = impl_->layout(state_dict, staged, total);
-  if (impl_->arena.capacity() < total) {
-    impl_->arena = AlignedBuffer();  // free the old one first: peak memory is one arena
-    impl_->arena = AlignedBuffer(static_cast<size_t>(total));
-  }
+  impl_->ensure_arena(total, false);  // the copy below faults the pages in
   impl_->staged_bytes = static_cast<size_t>(total);
   for (StagedTensor& s : staged) {
     Tensor view = Tensor::from_blob(impl_->arena.data() + s.offset, s.source.sizes(), s.source.dtype());

@@ -211,5 +211,31 @@ TEST(perf_AsyncSave, StagingBuffersAreReused) {
   });
 }
 
+TEST(perf_AsyncSave, ReserveSizesTheStagingBeforeTheFirstSave) {
+  const Model m = make_model(test_seed("perf_AsyncSave.ReserveSizesTheStagingBeforeTheFirstSave"));
+  for (int world : {2, 3}) {
+    TempDir dir;
+    run_ranks(world, [&](CommPtr comm) {
+      DeviceMesh mesh = init_device_mesh(comm, "cpu", {world});
+      StateDict sd = model_state(m, mesh);
+      // What staging needs, from the rank's own tensors: each at a page boundary.
+      size_t expected = 0;
+      for (const char* key : {"net1.weight", "net2.weight", "net2.bias"}) {
+        expected += (std::max<size_t>(sd.at(key).as<DTensor>().local().nbytes(), 1) + 4095) / 4096 * 4096;
+      }
+      expected += (sd.at("buffer").as<Tensor>().nbytes() + 4095) / 4096 * 4096;
+      AsyncSaver saver;
+      EXPECT_EQ(saver.staging_capacity(), 0u);
+      saver.reserve(sd, SaveOptions{.comm = comm});
+      EXPECT_EQ(saver.staging_capacity(), expected) << "world " << world << " rank " << comm->rank();
+      saver.save(sd, dir.path() + "/ckpt", SaveOptions{.comm = comm}).get();
+      // The first save used the reserved buffers: nothing was reallocated.
+      EXPECT_EQ(saver.staging_capacity(), expected);
+      EXPECT_EQ(saver.staging_bytes(), expected);
+      expect_checkpoint_holds(dir.path() + "/ckpt", m, comm, mesh);
+    });
+  }
+}
+
 }  // namespace
 }  // namespace dcpp

@@ -527,9 +527,16 @@ TEST_F(tools_Cli, BenchMeasuresEveryFigureAndVerifiesEveryLoad) {
   EXPECT_EQ(uint64_t(doc["checkpoint_bytes"]), checkpoint_bytes);
   EXPECT_EQ(int64_t(doc["world"]), 3);
   auto figures = doc["figures"];
-  for (const char* name : {"raw_write", "raw_read", "save", "async_save_blocking", "memcpy_state"}) {
+  for (const char* name : {"raw_write", "raw_read", "save", "async_save_first_call_blocking", "async_reserve",
+                           "async_save_first_call_after_reserve_blocking", "async_save_blocking", "memcpy_state"}) {
     SCOPED_TRACE(name);
     EXPECT_GT(double(figures[name]["seconds"]), 0.0);
+  }
+  // Save and loads carry one ratio per run against their own raw baseline.
+  for (const char* name : {"save", "load_same", "load_to_double_transposed"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(figures[name]["ratio_samples"].get_array().size(), 1u);
+    EXPECT_GT(double(figures[name]["ratio"]), 0.0);
   }
   EXPECT_EQ(uint64_t(figures["save"]["bytes"]), checkpoint_bytes);
   const std::pair<const char*, int64_t> loads[] = {{"load_same", 3},
