@@ -78,6 +78,19 @@ Group make_group(CommPtr comm, int coordinator) {
   return g;
 }
 
+// The communicator and coordinator of a save or load, set in `options`: the
+// call's own, else the manager's, else (as save() and load() do) the state
+// dict's DTensors' communicator, if any.
+template <typename Options>
+Group resolve_group(Options& options, const CheckpointManagerOptions& manager, const StateDict& state_dict) {
+  if (!options.comm && manager.comm) {
+    options.comm = manager.comm;
+    options.coordinator_rank = manager.coordinator_rank;
+  }
+  if (!options.comm) options.comm = infer_communicator(state_dict);
+  return make_group(options.comm, options.coordinator_rank);
+}
+
 void broadcast_blob(Communicator& comm, Blob& blob, int root) {
   uint64_t n = blob.size();
   comm.broadcast(&n, sizeof n, root);
@@ -237,15 +250,7 @@ std::string human_bytes(uint64_t n) {
 }  // namespace
 
 void CheckpointManager::save(int64_t step, const StateDict& state_dict, SaveOptions options) {
-  int coordinator = options.coordinator_rank;
-  if (!options.comm && options_.comm) {
-    options.comm = options_.comm;
-    coordinator = options_.coordinator_rank;
-    options.coordinator_rank = coordinator;
-  }
-  // As save() does: no communicator given → the DTensors' one, if any.
-  if (!options.comm) options.comm = infer_communicator(state_dict);
-  Group group = make_group(options.comm, coordinator);
+  Group group = resolve_group(options, options_, state_dict);
   const std::string path = join(root_, step_dir_name(step));
 
   // Preflight, on the coordinator, before any byte is written.
@@ -355,14 +360,7 @@ std::optional<int64_t> CheckpointManager::latest_step() {
 }
 
 void CheckpointManager::load(int64_t step, StateDict& state_dict, LoadOptions options) {
-  int coordinator = options.coordinator_rank;
-  if (!options.comm && options_.comm) {
-    options.comm = options_.comm;
-    coordinator = options_.coordinator_rank;
-    options.coordinator_rank = coordinator;
-  }
-  if (!options.comm) options.comm = infer_communicator(state_dict);
-  Group group = make_group(options.comm, coordinator);
+  Group group = resolve_group(options, options_, state_dict);
   const std::string path = join(root_, step_dir_name(step));
   decide(group, [&]() -> Blob {
     CheckpointState state = checkpoint_state(fs(), path);
