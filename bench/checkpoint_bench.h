@@ -55,7 +55,7 @@ struct Figure {
   double baseline_gib_per_s = 0;       // median of the runs' baselines
   std::vector<double> ratio_samples;   // per run: this run's GiB/s ÷ its own baseline's
   double gib_per_s() const;
-  // The median of ratio_samples (the ratio of medians when there are none).
+  // The median of ratio_samples; 0 for figures without a baseline.
   double ratio() const;
 };
 

@@ -293,10 +293,7 @@ std::string json_escape(const std::string& s) {
 
 double Figure::gib_per_s() const { return seconds > 0 ? static_cast<double>(bytes) / kGiB / seconds : 0; }
 
-double Figure::ratio() const {
-  if (!ratio_samples.empty()) return median(ratio_samples);
-  return baseline_gib_per_s > 0 ? gib_per_s() / baseline_gib_per_s : 0;
-}
+double Figure::ratio() const { return median(ratio_samples); }
 
 const Figure* BenchReport::find(const std::string& name) const {
   for (const auto& f : figures) {

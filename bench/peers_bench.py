@@ -221,13 +221,13 @@ def main():
     # minute to minute stays out of the comparison. The median over the
     # rounds is shown.
     groups = [([t], False) for t in sorted(set([1] + args.threads))] + [([], True)]
-    rounds = []  # per round: {"peers": {key: seconds}, "dcpp": {key: (run before, run after)}}
+    rounds = []  # per round: {"peers": {key: seconds}, "dcpp": {key: (run before, run after)}, "dcpp_runs": [...]}
     for r in range(args.runs):
         shutil.rmtree(args.dir, ignore_errors=True)
         os.makedirs(args.dir)
         dcpp_dir = os.path.join(args.dir, "dcpp")
         before = run_dcpp(args, dcpp_dir) if args.dcpp else None
-        rd = {"peers": {}, "dcpp": {}}
+        rd = {"peers": {}, "dcpp": {}, "dcpp_runs": [before]}
         for g, (threads, safetensors) in enumerate(groups):
             peer_args = argparse.Namespace(**vars(args))
             peer_args.runs = 1
@@ -238,6 +238,7 @@ def main():
             port = 29500 + (os.getpid() + r * len(groups) + g) % 1000
             mp.spawn(worker, args=(args.ranks, peer_args, port, results), nprocs=args.ranks, join=True)
             after = run_dcpp(args, dcpp_dir) if args.dcpp else None
+            rd["dcpp_runs"].append(after)
             for k, v in dict(results).items():
                 rd["peers"][k] = v[0]
                 rd["dcpp"][k] = (before, after)
@@ -267,7 +268,7 @@ def main():
         return statistics.mean(run["figures"][figure]["gib_per_s"] for run in rd["dcpp"][key])
 
     if args.dcpp:
-        runs = [run for rd in rounds for run in {id(x): x for pair in rd["dcpp"].values() for x in pair}.values()]
+        runs = [run for rd in rounds for run in rd["dcpp_runs"]]
         for kind in ("save", "load_same"):
             gbps = [run["figures"][kind]["gib_per_s"] for run in runs]
             raw = [run["figures"][raw_key[kind]]["gib_per_s"] for run in runs]
@@ -275,8 +276,7 @@ def main():
                   f"(medians of the {len(runs)} dcpp runs between the peers' groups)")
     print(f"{'figure':44s} {'seconds':>9s} {'GiB/s':>8s} {'dcpp/peer':>10s} {'peer/raw':>9s}  target  (dcpp/peer by round)")
     report = {"checkpoint_bytes": ckpt_bytes, "ranks": args.ranks, "figures": {},
-              "rounds": [{"peers": rd["peers"], "dcpp_around": {k: list(v) for k, v in rd["dcpp"].items()}}
-                         for rd in rounds]}
+              "rounds": [{"peers": rd["peers"], "dcpp_runs": rd["dcpp_runs"]} for rd in rounds]}
     for name, key, kind in rows:
         secs = peer_secs[key]
         gbps = ckpt_bytes / GiB / secs

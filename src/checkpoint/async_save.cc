@@ -55,9 +55,11 @@ struct AsyncSaver::Impl {
     if (worker.joinable()) worker.join();
   }
 
-  // The background save's communicator for a save over `comm` (split once
-  // per communicator: collective).
-  void use_communicator(const CommPtr& comm) {
+  // The background save's communicator for a save of `state_dict` with
+  // `options`: split once from the communicator that save would use
+  // (collective over it).
+  void use_communicator(const SaveOptions& options, const StateDict& state_dict) {
+    const CommPtr comm = options.comm ? options.comm : infer_communicator(state_dict);
     if (!comm) {
       split_from = nullptr;
       background_comm = nullptr;
@@ -143,7 +145,7 @@ bool AsyncSaver::busy() const { return impl_->running.load(); }
 
 void AsyncSaver::reserve(const StateDict& state_dict, const SaveOptions& options) {
   impl_->join();
-  impl_->use_communicator(options.comm ? options.comm : infer_communicator(state_dict));
+  impl_->use_communicator(options, state_dict);
   std::vector<StagedTensor> staged;
   uint64_t total = 0;
   impl_->layout(state_dict, staged, total);
@@ -164,7 +166,7 @@ std::future<void> AsyncSaver::save(const StateDict& state_dict, std::shared_ptr<
   impl_->join();
 
   // The communicator the save would use, and the background's own copy of it.
-  impl_->use_communicator(options.comm ? options.comm : infer_communicator(state_dict));
+  impl_->use_communicator(options, state_dict);
 
   // Stage: lay out, size the arena, copy, and put views of the arena in
   // the staged structure.

@@ -223,8 +223,7 @@ struct Round {
   std::vector<std::string> out;
   std::map<size_t, std::vector<Delivery>> deliveries;
   std::vector<std::future<void>> reads;
-  bool started = false;  // reads submitted
-  bool more = false;     // this rank has ops after this round
+  bool more = false;  // this rank has ops after this round
 };
 
 class Reader {
@@ -597,15 +596,12 @@ class Reader {
     ThreadPool pool(std::max<size_t>(opts_.threads, 1));
     while (true) {
       // A rank with nothing left still takes part in the others' rounds.
-      if (rounds.empty()) rounds.push_back(plan_round(ops, next, world));
-      while (!local_error && rounds.size() < kRoundsInFlight && rounds.back()->more) {
+      auto add_round = [&] {
         rounds.push_back(plan_round(ops, next, world));
-      }
-      if (!local_error) {
-        for (auto& round : rounds) {
-          start_reads(*round, ops, pool, buffers);
-        }
-      }
+        if (!local_error) start_reads(*rounds.back(), ops, pool, buffers);
+      };
+      if (rounds.empty()) add_round();
+      while (!local_error && rounds.size() < kRoundsInFlight && rounds.back()->more) add_round();
       Round& current = *rounds.front();
       if (!local_error) {
         try {
@@ -687,8 +683,6 @@ class Reader {
   }
 
   void start_reads(Round& round, const std::vector<Op>& ops, ThreadPool& pool, BufferPool& buffers) {
-    if (round.started) return;
-    round.started = true;
     for (size_t o : round.ops) {
       round.reads.push_back(pool.submit([&, o] { run_op(ops[o], buffers, &round.deliveries); }));
     }
