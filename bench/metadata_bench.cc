@@ -1,4 +1,4 @@
-// Native metadata encode/decode at DESIGN.md §3's scale: 1024 ranks × 1000
+// Native metadata encode/decode at docs/design.md §3's scale: 1024 ranks × 1000
 // tensors = 1M chunks. Prints the encoded size; compare the times with the
 // "seconds, not tens of seconds" requirement (a DOM JSON took ≈ 8 s).
 #include <benchmark/benchmark.h>

@@ -58,7 +58,7 @@ def specs(layers, hidden, optimizer):
 
 
 def local_piece(shape, dim, world, rank):
-    """DESIGN.md chunk math: c = ceil(S/n); rank r owns [r*c, min((r+1)*c, S))."""
+    """docs/design.md chunk math: c = ceil(S/n); rank r owns [r*c, min((r+1)*c, S))."""
     if dim is None:
         return shape, (0,) * len(shape)
     s = shape[dim]

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/chunk_coverage.h"
+#include "dcpp/chunk_coverage.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/planner.h"
 

@@ -112,7 +112,7 @@ int main() {
     });
 
     // Resharding: the same checkpoint on other world sizes.
-    CheckpointReader reader(dir);
+    CheckpointReader reader = open_checkpoint(dir);
     std::printf("checkpoint: %zu tensors, %ju bytes of data, saved by %d ranks\n", reader.tensor_keys().size(),
                 static_cast<uintmax_t>(reader.metadata().total_bytes()), reader.metadata().world_size);
     for (int world : {2, 3}) run_ranks(world, [&](CommPtr comm) { load_and_verify(comm, dir, saved); });

@@ -70,7 +70,7 @@ using Placement = std::variant<Shard, Replicate, Partial>;
 using Placements = std::vector<Placement>;
 std::string placement_to_string(const Placement& p);  // "Shard(0)", "Replicate()", "Partial(sum)"
 
-// ---- chunk math (DESIGN.md §2) ----
+// ---- chunk math (docs/design.md §2) ----
 struct ChunkExtent {
   int64_t offset = 0;  // global offset; an empty chunk's offset is the dim size
   int64_t length = 0;

@@ -1,6 +1,6 @@
 // save() and load(): the collective drivers of the planners and the storage
 // protocol (storage.h), with the collective error protocol of collective.h.
-#include "dcpp/checkpoint.h"
+#include "dcpp/save_load.h"
 
 #include <set>
 

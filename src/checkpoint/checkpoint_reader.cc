@@ -3,7 +3,7 @@
 // verifies) only the blocks that hold it.
 #include <algorithm>
 
-#include "dcpp/checkpoint.h"
+#include "dcpp/checkpoint_reader.h"
 #include "dcpp/error.h"
 
 namespace dcpp {
@@ -40,6 +40,8 @@ CheckpointReader::CheckpointReader(std::unique_ptr<StorageReader> reader) : read
 }
 
 CheckpointReader::~CheckpointReader() = default;
+CheckpointReader::CheckpointReader(CheckpointReader&&) noexcept = default;
+CheckpointReader& CheckpointReader::operator=(CheckpointReader&&) noexcept = default;
 
 std::vector<std::string> CheckpointReader::keys() const {
   std::vector<std::string> out;

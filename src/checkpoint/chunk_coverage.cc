@@ -1,4 +1,4 @@
-#include "checkpoint/chunk_coverage.h"
+#include "dcpp/chunk_coverage.h"
 
 #include <algorithm>
 #include <numeric>

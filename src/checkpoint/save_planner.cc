@@ -8,7 +8,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "checkpoint/chunk_coverage.h"
+#include "dcpp/chunk_coverage.h"
 #include "dcpp/error.h"
 #include "dcpp/planner.h"
 

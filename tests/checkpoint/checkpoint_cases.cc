@@ -35,7 +35,7 @@ Tensor box_of(const Tensor& full, const Shape& offsets, const Shape& sizes) {
 }
 
 // A DTensor holding this rank's piece of `full`, cut with the dtensor
-// layer's chunk math (DESIGN.md §2), in fresh storage.
+// layer's chunk math (docs/design.md §2), in fresh storage.
 DTensor shard_of(const Tensor& full, const DeviceMesh& mesh, const Placements& placements) {
   LocalChunk lc = compute_local_shape_and_global_offset(full.shape(), mesh.shape(), mesh.coordinate(), placements);
   return DTensor(box_of(full, lc.global_offset, lc.local_shape).clone(), mesh, placements, full.shape());

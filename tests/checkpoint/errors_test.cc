@@ -171,7 +171,7 @@ TEST(checkpoint_errors, FlippedByteInABlockReadByAReshardedLoad) {
   }
 
   // A box that avoids the damaged block still reads (only its blocks are verified).
-  CheckpointReader reader(tmp.path());
+  CheckpointReader reader = open_checkpoint(tmp.path());
   Tensor rows = reader.read("w", {32, 0}, {4, 64});
   EXPECT_TRUE(equal(rows, weight_full().narrow(0, 32, 4).contiguous()));
   try {
@@ -296,7 +296,7 @@ TEST(checkpoint_errors, SaveFailingMidwayOnOneRankKeepsTheOldCheckpoint) {
   EXPECT_FALSE(fs::exists(staging_path(dir)));
   auto loaded = load_weight(dir, 2);
   EXPECT_FALSE(loaded->at(0)) << loaded->at(0)->what();
-  CheckpointReader reader(dir);
+  CheckpointReader reader = open_checkpoint(dir);
   EXPECT_EQ(reader.value("step").as<int64_t>(), 9);
 }
 

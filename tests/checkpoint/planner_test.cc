@@ -247,7 +247,7 @@ TEST(checkpoint_local_plan, PartialAndMetaTensorsAreRejectedNamingTheKey) {
 TEST(checkpoint_local_plan, DTensorChunksCarryGlobalOffsets) {
   run_ranks(3, [](CommPtr comm) {
     DeviceMesh mesh = init_device_mesh(comm, "cpu", {3});
-    // 10 over 3 → 4, 4, 2 rows (DESIGN.md §2); 1 over 3 → 1, 0, 0.
+    // 10 over 3 → 4, 4, 2 rows (docs/design.md §2); 1 over 3 → 1, 0, 0.
     const Shape rows = {4, 4, 2}, offs = {0, 4, 8};
     const int r = comm->rank();
     DTensor w(Tensor::zeros({rows[r], 3}), mesh, {Shard{0}}, {10, 3});

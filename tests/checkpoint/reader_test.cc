@@ -86,14 +86,14 @@ TEST(checkpoint_reader, ListsKeysAndReadsTensorsBoxesAndValues) {
 TEST(checkpoint_reader, OpensAPathAndReportsAMissingCheckpoint) {
   TempDir tmp;
   try {
-    CheckpointReader reader(tmp.path() + "/none");
+    CheckpointReader reader = open_checkpoint(tmp.path() + "/none");
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kNotFound);
     EXPECT_NE(e.message().find("none"), std::string::npos);
   }
   save(StateDict{{"x", Tensor::arange(3)}}, tmp.path() + "/one");
-  CheckpointReader reader(tmp.path() + "/one");
+  CheckpointReader reader = open_checkpoint(tmp.path() + "/one");
   EXPECT_TRUE(equal(reader.read("x"), Tensor::arange(3)));
   EXPECT_EQ(reader.metadata().world_size, 1);
 }

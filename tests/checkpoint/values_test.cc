@@ -113,7 +113,7 @@ TEST(checkpoint_values, NestedStateDictRoundTripsThroughTheNativeFormat) {
   EXPECT_EQ(saved.progress->loads, 0);
 
   // The nesting is recorded in the metadata: list elements by index.
-  CheckpointReader reader(tmp.path());
+  CheckpointReader reader = open_checkpoint(tmp.path());
   const auto& paths = reader.metadata().paths;
   ASSERT_TRUE(paths.count("optim.param_groups.0.lr"));
   const auto& p = paths.at("optim.param_groups.0.lr");
@@ -186,7 +186,7 @@ TEST(checkpoint_values, AnyRankCanCoordinate) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     }
   });
-  EXPECT_EQ(CheckpointReader(tmp.path()).metadata().world_size, 3);
+  EXPECT_EQ(open_checkpoint(tmp.path()).metadata().world_size, 3);
 }
 
 TEST(checkpoint_values, DivergentReplicasFailWithCheckReplicated) {

@@ -2,7 +2,7 @@
 # program and the script that checks a misbehaving rank ends the whole job.
 if(DCPP_WITH_MPI)
   add_executable(comm_mpi_failure ${CMAKE_CURRENT_SOURCE_DIR}/comm/mpi_failure_main.cc)
-  target_link_libraries(comm_mpi_failure PRIVATE dcpp_comm)
+  target_link_libraries(comm_mpi_failure PRIVATE dcpp_comm dcpp_options)
   foreach(mode fail stop)
     add_test(NAME comm_mpi_failure_${mode}
              COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/comm/mpi_failure_test.sh ${MPIEXEC_EXECUTABLE}

@@ -17,7 +17,7 @@ struct ExtentRow {
 };
 
 TEST(dtensor_ChunkMath, LiteralTables) {
-  // DESIGN.md §2: c = ceil(S/n); an empty shard's offset is S.
+  // docs/design.md §2: c = ceil(S/n); an empty shard's offset is S.
   const ExtentRow rows[] = {
       {10, 3, {4, 4, 2}, {0, 4, 8}},
       {1, 2, {1, 0}, {0, 1}},

@@ -163,12 +163,12 @@ TEST(interop_TorchFixtures, ConsolidateDcpToSafetensorsAndConvertBack) {
   }
   convert_to_dcpp(hf, native);
   {
-    CheckpointReader reader(native);
+    CheckpointReader reader = open_checkpoint(native);
     check_reader_whole(reader, expected);
   }
   // Native → PyTorch DCP layout (single rank save through the planners) → read back.
   {
-    CheckpointReader src(native);
+    CheckpointReader src = open_checkpoint(native);
     StateDict sd;
     for (const auto& e : expected) {
       if (e.is_tensor) sd.set(e.key, src.read(e.key));

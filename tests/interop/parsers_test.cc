@@ -331,7 +331,7 @@ TEST(interop_SafetensorsWriter, ShardedLayoutOnThreeRanksHasPyTorchNamesAndOffse
   });
   auto fs = default_file_system();
   EXPECT_FALSE(fs->exists(path + "/model.safetensors.index.json"));
-  // 10 rows over 3 ranks: 4, 4, 2 at offsets 0, 4, 8 (DESIGN.md §2); shards numbered from 1.
+  // 10 rows over 3 ranks: 4, 4, 2 at offsets 0, 4, 8 (docs/design.md §2); shards numbered from 1.
   const int64_t offs[] = {0, 4, 8}, rows[] = {4, 4, 2};
   for (int r = 0; r < 3; ++r) {
     char name[80];

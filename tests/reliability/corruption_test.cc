@@ -127,7 +127,7 @@ Verdict judge(const std::string& path, const std::string& file, std::string& why
   // 2. CheckpointReader: every key whole, the values, and one box.
   bool reader_detected = false;
   try {
-    CheckpointReader reader(path);
+    CheckpointReader reader = open_checkpoint(path);
     for (const auto& [key, full] : saved().full) {
       if (!same_bytes(reader.read(key), full)) {
         why += "CheckpointReader::read returned different data for " + key + "; ";
@@ -148,7 +148,7 @@ Verdict judge(const std::string& path, const std::string& file, std::string& why
   // A partial read touches only some blocks: it may succeed where a whole
   // read fails, but only with the right bytes.
   try {
-    CheckpointReader reader(path);
+    CheckpointReader reader = open_checkpoint(path);
     Tensor box = reader.read("extra.big", {5, 10}, {20, 30});
     if (!same_bytes(box, box_of(saved().full.at("extra.big"), {5, 10}, {20, 30}))) {
       why += "a box read returned different data; ";

@@ -82,7 +82,7 @@ StateDict seed_model_state(const CommPtr& comm, bool new_generation) {
 
 int check(const std::string& path) {
   MLPModule reference(Device::kCpu);
-  CheckpointReader reader(path);
+  CheckpointReader reader = open_checkpoint(path);
   int bad = 0;
   for (const auto& [key, value] : reference.state_dict()) {
     Tensor want = value.as<Tensor>().contiguous();

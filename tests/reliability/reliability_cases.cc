@@ -202,7 +202,7 @@ Inspection inspect_seed_checkpoint(const std::string& path, int world) {
   int read_mask = 3;
   int read_neither = 0;
   try {
-    CheckpointReader reader(path);
+    CheckpointReader reader = open_checkpoint(path);
     for (const auto& key : states.keys) {
       int m = generations_matching(reader.read(key), states.old_full.at(key), states.new_full.at(key));
       if (m == 0) {

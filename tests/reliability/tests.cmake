@@ -4,7 +4,7 @@
 
 add_executable(reliability_kill_child ${CMAKE_CURRENT_LIST_DIR}/kill_save_child_main.cc)
 target_include_directories(reliability_kill_child PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(reliability_kill_child PRIVATE dcpp)
+target_link_libraries(reliability_kill_child PRIVATE dcpp_internal)
 if(TARGET test_reliability)
   target_compile_definitions(test_reliability PRIVATE DCPP_KILL_CHILD="$<TARGET_FILE:reliability_kill_child>")
   add_dependencies(test_reliability reliability_kill_child)
@@ -12,7 +12,7 @@ endif()
 
 if(DCPP_WITH_MPI)
   add_executable(reliability_rank_kill_mpi ${CMAKE_CURRENT_LIST_DIR}/rank_kill_mpi_main.cc)
-  target_link_libraries(reliability_rank_kill_mpi PRIVATE dcpp)
+  target_link_libraries(reliability_rank_kill_mpi PRIVATE dcpp_internal)
   add_test(NAME reliability_rank_kill_mpi
            COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/rank_kill_mpi_test.sh ${MPIEXEC_EXECUTABLE}
                    $<TARGET_FILE:reliability_rank_kill_mpi> ${DCPP_MPIRUN_FLAGS})

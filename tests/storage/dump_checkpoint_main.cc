@@ -72,7 +72,7 @@ Tensor make(const Shape& shape, DType dtype, uint64_t seed) {
   return t;
 }
 
-// Shards along `dim` over 3 ranks with DESIGN.md's chunk math.
+// Shards along `dim` over 3 ranks with docs/design.md's chunk math.
 void shard(std::vector<testing::TestSavePlanner>& ranks, const std::string& key, const Tensor& t, int64_t dim) {
   const int64_t s = t.size(dim), c = (s + 2) / 3;
   for (int64_t r = 0; r < 3; ++r) {

@@ -43,7 +43,7 @@ std::string slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Chunks `global` along `dim` over `world` ranks with DESIGN.md's chunk math
+// Chunks `global` along `dim` over `world` ranks with docs/design.md's chunk math
 // (chunk c = ceil(S/n), trailing ranks may own nothing).
 void shard(std::vector<TestSavePlanner>& ranks, const std::string& key, const Tensor& global, int64_t dim) {
   const int64_t world = static_cast<int64_t>(ranks.size());

@@ -10,7 +10,7 @@ endif()
 # loads the checkpoint and compares byte for byte.
 add_executable(dump_checkpoint ${CMAKE_CURRENT_LIST_DIR}/dump_checkpoint_main.cc)
 target_include_directories(dump_checkpoint PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(dump_checkpoint PRIVATE dcpp)
+target_link_libraries(dump_checkpoint PRIVATE dcpp_internal)
 
 set(dcpp_dump_dir ${CMAKE_CURRENT_BINARY_DIR}/storage_independent_reader)
 add_test(NAME storage_dump_checkpoint COMMAND dump_checkpoint ${dcpp_dump_dir})

@@ -76,7 +76,7 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
 
 // A 3-rank tensor-parallel MLPModule (net1 Colwise, net2 Rowwise) plus two
 // values, saved by dcpp::save through the native writer with `block_size`.
-// Chunks (independent of dcpp, from the chunk math of DESIGN.md §2):
+// Chunks (independent of dcpp, from the chunk math of docs/design.md §2):
 //   net1.weight [16, 10] Shard(0): rows 6, 6, 4  → 3 chunks, 640 bytes
 //   net1.bias   [16]     Shard(0): 6, 6, 4       → 3 chunks, 64 bytes
 //   net2.weight [10, 16] Shard(1): cols 6, 6, 4  → 3 chunks, 640 bytes

@@ -1,7 +1,7 @@
 // Binary metadata encoding, format version 1 (docs/format.md, "Metadata file").
 //
 // Why binary: at 1M chunks a DOM JSON document takes seconds and gigabytes
-// (DESIGN.md §3); this layout is a single forward pass of memcpy-sized reads,
+// (docs/design.md §3); this layout is a single forward pass of memcpy-sized reads,
 // with every count checked against the bytes left before anything is
 // allocated, so hostile input cannot make the decoder crash or over-allocate.
 #include <algorithm>

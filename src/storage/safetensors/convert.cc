@@ -3,7 +3,8 @@
 // when the writer asks for it, so one tensor is in memory at a time.
 #include <algorithm>
 
-#include "dcpp/checkpoint.h"
+#include "dcpp/checkpoint_reader.h"
+#include "dcpp/save_load.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/safetensors_storage.h"

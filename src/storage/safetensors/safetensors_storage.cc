@@ -7,8 +7,9 @@
 #include <map>
 #include <set>
 
-#include "checkpoint/chunk_coverage.h"
-#include "dcpp/checkpoint.h"
+#include "dcpp/chunk_coverage.h"
+#include "dcpp/checkpoint_reader.h"
+#include "dcpp/save_load.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "storage/safetensors/interop_common.h"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <map>
 
-#include "checkpoint/chunk_coverage.h"
+#include "dcpp/chunk_coverage.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "storage/torch_dcp/pickle.h"

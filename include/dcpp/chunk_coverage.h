@@ -1,5 +1,8 @@
-// Private to the checkpoint layer: checks that the saved chunks of one tensor
-// tile its global shape exactly (in bounds, no overlap, full coverage).
+// Chunk coverage: checks that the saved chunks of one tensor tile its global
+// shape exactly (in bounds, no overlap, full coverage), in O(n log n). The
+// save planner checks every plan with it, and every storage reader of a
+// foreign format (safetensors, PyTorch DCP) checks the metadata it builds from
+// that format's headers, so no loaded tensor has a hole. Pure functions.
 #pragma once
 
 #include <string>
