@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "cli/cli.h"
-#include "cli/formats.h"
+#include "dcpp/inspect.h"
 #include "dcpp/io.h"
 #include "dcpp/safetensors_storage.h"
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "cli/cli.h"
-#include "cli/formats.h"
+#include "dcpp/inspect.h"
 
 namespace dcpp::cli {
 namespace {

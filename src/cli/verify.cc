@@ -3,25 +3,18 @@
 #include <cstdio>
 
 #include "cli/cli.h"
-#include "cli/formats.h"
+#include "dcpp/inspect.h"
 
 namespace dcpp::cli {
 namespace {
 
-struct Problem {
-  std::string file;
-  int64_t offset;
-  std::string message;
-};
-
-// Prints problems as they are found (or collects them for --json) and keeps
-// the progress line out of their way.
-class Reporter final : public VerifyReporter {
+// Prints problems as they are found (unless --json) and keeps the progress
+// line out of their way; verify_checkpoint collects them for the summary.
+class Printer final : public VerifyReporter {
  public:
-  Reporter(bool json, bool progress) : json_(json), progress_enabled_(progress && !json) {}
+  Printer(bool json, bool progress) : json_(json), progress_enabled_(progress && !json) {}
 
   void problem(const std::string& file, int64_t offset, const std::string& message) override {
-    problems_.push_back({file, offset, message});
     if (json_) return;
     if (progress_) progress_->clear();
     std::string where = file.empty() ? "" : file + ": ";
@@ -30,7 +23,6 @@ class Reporter final : public VerifyReporter {
     std::fflush(stdout);
   }
   void io_error(const std::string& message) override {
-    io_errors_.push_back(message);
     if (json_) return;
     if (progress_) progress_->clear();
     std::printf("error: %s\n", message.c_str());
@@ -46,15 +38,10 @@ class Reporter final : public VerifyReporter {
     if (progress_) progress_->clear();
   }
 
-  const std::vector<Problem>& problems() const { return problems_; }
-  const std::vector<std::string>& io_errors() const { return io_errors_; }
-
  private:
   bool json_;
   bool progress_enabled_;
   std::optional<Progress> progress_;
-  std::vector<Problem> problems_;
-  std::vector<std::string> io_errors_;
 };
 
 std::string count(uint64_t n, const char* noun) {
@@ -69,25 +56,26 @@ int run_verify(const VerifyArgs& args) {
     std::fprintf(stderr, "dcpp verify: %s\n", d.message.c_str());
     return kExitNotCheckpoint;
   }
-  Reporter rep(args.json, !args.quiet && stdout_is_terminal());
+  Printer printer(args.json, !args.quiet && stdout_is_terminal());
   if (!args.json) {
     std::printf("verifying %s (%s checkpoint%s)\n", d.path.c_str(), d.format->name().c_str(),
                 d.complete ? "" : ", incomplete");
   }
   const auto start = std::chrono::steady_clock::now();
-  VerifyTotals totals = d.format->verify(d.path, d.complete, rep);
-  rep.finish();
+  const VerifyReport report = verify_checkpoint(d, &printer);
+  printer.finish();
+  const VerifyTotals& totals = report.totals;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const bool ok = rep.problems().empty() && rep.io_errors().empty();
-  const int code = !rep.io_errors().empty() ? kExitIo : (!rep.problems().empty() ? kExitProblems : kExitOk);
+  const bool ok = report.problems.empty() && report.io_errors.empty();
+  const int code = !report.io_errors.empty() ? kExitIo : (!report.problems.empty() ? kExitProblems : kExitOk);
   if (args.json) {
     Json j;
     j.begin_object();
     j.key("path").value(d.path);
     j.key("format").value(d.format->name());
     j.key("complete").value(d.complete);
-    j.key("checksums").value(d.format->name() == "dcpp");
+    j.key("checksums").value(report.checksummed);
     j.key("ok").value(ok);
     j.key("exit_code").value(code);
     j.key("tensors").value(totals.tensors);
@@ -97,7 +85,7 @@ int run_verify(const VerifyArgs& args) {
     j.key("bytes_verified").value(totals.bytes_verified);
     j.key("seconds").value(seconds);
     j.key("problems").begin_array();
-    for (const auto& p : rep.problems()) {
+    for (const auto& p : report.problems) {
       j.begin_object().key("file").value(p.file);
       j.key("offset");
       if (p.offset >= 0) {
@@ -109,13 +97,13 @@ int run_verify(const VerifyArgs& args) {
     }
     j.end_array();
     j.key("io_errors").begin_array();
-    for (const auto& e : rep.io_errors()) j.value(e);
+    for (const auto& e : report.io_errors) j.value(e);
     j.end_array();
     j.end_object();
     std::fputs(j.str().c_str(), stdout);
     return code;
   }
-  const bool checksummed = d.format->name() == "dcpp";
+  const bool checksummed = report.checksummed;
   if (ok) {
     std::printf("OK: %s (%s), %s, %s; %s %s in %.2f s (%s)%s\n", count(totals.tensors, "tensor").c_str(),
                 count(totals.chunks, "chunk").c_str(), count(totals.values, "value").c_str(),
@@ -123,10 +111,10 @@ int run_verify(const VerifyArgs& args) {
                 checksummed ? "verified" : "read", seconds, human_rate(totals.bytes_verified, seconds).c_str(),
                 checksummed ? "" : "; structure checked, every tensor read, no checksums in this format");
   } else {
-    std::printf("FAILED: %zu problem%s", rep.problems().size(), rep.problems().size() == 1 ? "" : "s");
-    if (!rep.io_errors().empty()) {
-      std::printf(" and %zu I/O error%s (verification could not read everything)", rep.io_errors().size(),
-                  rep.io_errors().size() == 1 ? "" : "s");
+    std::printf("FAILED: %zu problem%s", report.problems.size(), report.problems.size() == 1 ? "" : "s");
+    if (!report.io_errors.empty()) {
+      std::printf(" and %zu I/O error%s (verification could not read everything)", report.io_errors.size(),
+                  report.io_errors.size() == 1 ? "" : "s");
     }
     std::printf(" in %s; %s of data verified\n", d.path.c_str(), human_bytes(totals.bytes_verified).c_str());
   }

@@ -10,7 +10,8 @@
 #include <map>
 #include <set>
 
-#include "cli/formats.h"
+#include "api/inspect/tiling_report.h"
+#include "dcpp/inspect.h"
 #include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
@@ -18,7 +19,7 @@
 #include "dcpp/safetensors_storage.h"
 #include "dcpp/torch_dcp_storage.h"
 
-namespace dcpp::cli {
+namespace dcpp {
 namespace {
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -93,11 +94,12 @@ void locate(const std::string& message, const Place& place, std::string& file, i
   }
 }
 
-class ForeignFormat final : public CheckpointFormat {
+class ForeignInspector final : public FormatInspector {
  public:
-  explicit ForeignFormat(dcpp::CheckpointFormat kind) : kind_(kind) {}
+  explicit ForeignInspector(CheckpointFormat kind) : kind_(kind) {}
 
   std::string name() const override { return std::string(checkpoint_format_name(kind_)); }
+  bool checksummed() const override { return false; }
 
   ProbeResult probe(const std::string& path, std::string&) const override {
     return detect_checkpoint_format(path) == kind_ ? ProbeResult::kComplete : ProbeResult::kNo;
@@ -243,7 +245,7 @@ class ForeignFormat final : public CheckpointFormat {
   }
 
   std::string layout_of(const Place& place) const {
-    if (kind_ != dcpp::CheckpointFormat::kSafetensors) return {};
+    if (kind_ != CheckpointFormat::kSafetensors) return {};
     const auto& n = place.names;
     if (std::find(n.begin(), n.end(), std::string(kSafetensorsIndexName)) != n.end()) return "full";
     if (std::any_of(n.begin(), n.end(), [](const std::string& s) { return starts_with(s, "shard-"); })) {
@@ -254,7 +256,7 @@ class ForeignFormat final : public CheckpointFormat {
 
   std::string meta_path_of(const std::string& path, const Place& place) const {
     const auto& n = place.names;
-    if (kind_ == dcpp::CheckpointFormat::kTorchDcp) return join(path, std::string(kTorchDcpMetadataName));
+    if (kind_ == CheckpointFormat::kTorchDcp) return join(path, std::string(kTorchDcpMetadataName));
     if (std::find(n.begin(), n.end(), std::string(kSafetensorsIndexName)) != n.end()) {
       return join(path, std::string(kSafetensorsIndexName));
     }
@@ -266,7 +268,7 @@ class ForeignFormat final : public CheckpointFormat {
   // archive, longer than its data), no overlaps, full coverage.
   void check_structure(const Metadata& md, const std::string& meta_path, VerifyReporter& rep,
                        std::map<std::string, uint64_t>& file_ends) const {
-    const bool raw_bytes = kind_ == dcpp::CheckpointFormat::kSafetensors;
+    const bool raw_bytes = kind_ == CheckpointFormat::kSafetensors;
     for (const auto& [key, t] : md.tensors) {
       const size_t ndim = t.global_shape.size();
       const uint64_t elem = dtype_size(t.dtype);
@@ -345,16 +347,16 @@ class ForeignFormat final : public CheckpointFormat {
     }
   }
 
-  dcpp::CheckpointFormat kind_;
+  CheckpointFormat kind_;
 };
 
 }  // namespace
 
-std::unique_ptr<CheckpointFormat> make_safetensors_format() {
-  return std::make_unique<ForeignFormat>(dcpp::CheckpointFormat::kSafetensors);
+std::unique_ptr<FormatInspector> make_safetensors_inspector() {
+  return std::make_unique<ForeignInspector>(CheckpointFormat::kSafetensors);
 }
-std::unique_ptr<CheckpointFormat> make_torch_dcp_format() {
-  return std::make_unique<ForeignFormat>(dcpp::CheckpointFormat::kTorchDcp);
+std::unique_ptr<FormatInspector> make_torch_dcp_inspector() {
+  return std::make_unique<ForeignInspector>(CheckpointFormat::kTorchDcp);
 }
 
-}  // namespace dcpp::cli
+}  // namespace dcpp

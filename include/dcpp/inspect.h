@@ -1,12 +1,16 @@
-// Private to the dcpp command: checkpoint formats as the tools see them.
+// Inspecting and verifying checkpoints of any supported format, as the
+// `dcpp inspect` and `dcpp verify` commands and the Python package do.
 //
-// detect_checkpoint() asks each registered format, in order, whether a path
-// is one of its checkpoints; the first that claims it answers inspect and
-// verify. The native format is probed first, then the foreign ones
+// inspect_checkpoint() summarises a checkpoint (format, keys with dtype and
+// shape, files, sizes); verify_checkpoint() checks every checksum and
+// structural invariant and reports every problem with its file and byte
+// offset, not only the first. Both detect the format: detect_checkpoint()
+// asks each registered FormatInspector, in order, whether a path is one of
+// its checkpoints, the native format first, then the foreign ones
 // (safetensors in either Hugging Face layout, PyTorch DCP), which share one
-// implementation built on the storage layer's readers (foreign_format.cc).
-// A new format adds one CheckpointFormat subclass and one line in
-// checkpoint_formats(): the table, JSON and problem reporting are shared.
+// implementation built on the storage layer's readers. A new format adds one
+// FormatInspector subclass and one line in format_inspectors().
+// Thread-safety: the functions keep no state; inspectors are immutable.
 #pragma once
 
 #include <cstdint>
@@ -19,9 +23,9 @@
 #include "dcpp/dtype.h"
 #include "dcpp/metadata.h"
 
-namespace dcpp::cli {
+namespace dcpp {
 
-class CheckpointFormat;
+class FormatInspector;
 
 // One key as `dcpp inspect` lists it.
 struct KeySummary {
@@ -78,11 +82,14 @@ struct VerifyTotals {
 
 enum class ProbeResult { kNo, kComplete, kIncomplete };
 
-class CheckpointFormat {
+class FormatInspector {
  public:
-  virtual ~CheckpointFormat() = default;
+  virtual ~FormatInspector() = default;
   // Short name printed in summaries and JSON ("dcpp").
   virtual std::string name() const = 0;
+  // Whether the format stores checksums of its data (verify then checks
+  // every byte's value, not only structure and readability).
+  virtual bool checksummed() const = 0;
   // Whether `path` (which exists) is a checkpoint of this format; `why` says,
   // for kIncomplete, what is missing.
   virtual ProbeResult probe(const std::string& path, std::string& why) const = 0;
@@ -94,28 +101,52 @@ class CheckpointFormat {
   virtual VerifyTotals verify(const std::string& path, bool complete, VerifyReporter& reporter) const = 0;
 };
 
-const std::vector<std::unique_ptr<CheckpointFormat>>& checkpoint_formats();
+const std::vector<std::unique_ptr<FormatInspector>>& format_inspectors();
 
 struct Detection {
   enum Kind { kMissing, kNotCheckpoint, kFound } kind = kMissing;
   std::string path;  // the checkpoint directory (a path to its metadata file is mapped to its directory)
-  const CheckpointFormat* format = nullptr;
+  const FormatInspector* format = nullptr;
   bool complete = false;
   std::string message;  // why it is not a checkpoint, or why it is incomplete
 };
 
 Detection detect_checkpoint(const std::string& path);
 
-std::unique_ptr<CheckpointFormat> make_native_format();
+std::unique_ptr<FormatInspector> make_native_inspector();
 // Safetensors (both Hugging Face layouts, or one .safetensors file) and
 // PyTorch DCP: one implementation, one instance per format.
-std::unique_ptr<CheckpointFormat> make_safetensors_format();
-std::unique_ptr<CheckpointFormat> make_torch_dcp_format();
+std::unique_ptr<FormatInspector> make_safetensors_inspector();
+std::unique_ptr<FormatInspector> make_torch_dcp_inspector();
 
-// Reports overlapping chunks and chunks that leave part of the tensor
-// uncovered (`boxes`: the key's non-empty chunks that lie inside `shape`);
-// problems are attributed to `meta_path`.
-void check_chunk_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
-                        const std::string& meta_path, VerifyReporter& reporter);
+// One problem verify found: the file involved (empty when none), the byte
+// offset in it (-1 when none), and what is wrong.
+struct VerifyProblem {
+  std::string file;
+  int64_t offset = -1;
+  std::string message;
+};
 
-}  // namespace dcpp::cli
+struct VerifyReport {
+  std::string path;    // the checkpoint directory (or .safetensors file) verified
+  std::string format;  // FormatInspector::name()
+  bool complete = false;
+  bool checksummed = false;  // the format has block checksums (only then is every byte's value verified)
+  VerifyTotals totals;
+  std::vector<VerifyProblem> problems;
+  std::vector<std::string> io_errors;  // reads the operating system refused: verification is partial
+  bool ok() const { return complete && problems.empty() && io_errors.empty(); }
+};
+
+// Detects the format of `path` and summarises it; Error(kNotFound) when
+// nothing is there and Error(kInvalidArgument) when it is not a checkpoint
+// (both with detect_checkpoint's explanation).
+CheckpointSummary inspect_checkpoint(const std::string& path);
+// Detects the format of `path` and verifies all of it, collecting every
+// problem; `progress`, when given, also sees each problem and the progress as
+// they come. Errors as inspect_checkpoint.
+VerifyReport verify_checkpoint(const std::string& path, VerifyReporter* progress = nullptr);
+// The same for a checkpoint already detected (kind kFound).
+VerifyReport verify_checkpoint(const Detection& detection, VerifyReporter* progress = nullptr);
+
+}  // namespace dcpp

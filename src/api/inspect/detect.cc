@@ -1,5 +1,5 @@
-// Format detection for the dcpp command (see formats.h).
-#include "cli/formats.h"
+// Format detection: which registered inspector claims a path (dcpp/inspect.h).
+#include "dcpp/inspect.h"
 
 #include <algorithm>
 
@@ -9,15 +9,15 @@
 #include "dcpp/safetensors_storage.h"
 #include "dcpp/torch_dcp_storage.h"
 
-namespace dcpp::cli {
+namespace dcpp {
 
-const std::vector<std::unique_ptr<CheckpointFormat>>& checkpoint_formats() {
+const std::vector<std::unique_ptr<FormatInspector>>& format_inspectors() {
   // Probed in this order; the first format that claims a path wins.
-  static const std::vector<std::unique_ptr<CheckpointFormat>> formats = [] {
-    std::vector<std::unique_ptr<CheckpointFormat>> v;
-    v.push_back(make_native_format());
-    v.push_back(make_torch_dcp_format());
-    v.push_back(make_safetensors_format());
+  static const std::vector<std::unique_ptr<FormatInspector>> formats = [] {
+    std::vector<std::unique_ptr<FormatInspector>> v;
+    v.push_back(make_native_inspector());
+    v.push_back(make_torch_dcp_inspector());
+    v.push_back(make_safetensors_inspector());
     return v;
   }();
   return formats;
@@ -41,7 +41,7 @@ std::string base_name(const std::string& path) {
 
 std::string known_formats() {
   std::string names;
-  for (const auto& f : checkpoint_formats()) names += (names.empty() ? "" : ", ") + f->name();
+  for (const auto& f : format_inspectors()) names += (names.empty() ? "" : ", ") + f->name();
   return names;
 }
 
@@ -77,7 +77,7 @@ Detection detect_checkpoint(const std::string& input) {
                 ", and the supported formats (" + known_formats() + ") are directories (or a single .safetensors file)";
     return d;
   }
-  for (const auto& format : checkpoint_formats()) {
+  for (const auto& format : format_inspectors()) {
     std::string why;
     ProbeResult r = format->probe(d.path, why);
     if (r == ProbeResult::kNo) continue;
@@ -109,4 +109,4 @@ Detection detect_checkpoint(const std::string& input) {
   return d;
 }
 
-}  // namespace dcpp::cli
+}  // namespace dcpp

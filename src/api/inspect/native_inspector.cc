@@ -6,12 +6,13 @@
 #include <map>
 #include <set>
 
-#include "cli/formats.h"
+#include "api/inspect/tiling_report.h"
+#include "dcpp/inspect.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
 
-namespace dcpp::cli {
+namespace dcpp {
 namespace {
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -50,9 +51,10 @@ struct Item {
 
 std::string describe(const Item& item) { return "key " + quoted(item.key) + " (" + item.what + ")"; }
 
-class NativeFormat final : public CheckpointFormat {
+class NativeInspector final : public FormatInspector {
  public:
   std::string name() const override { return std::string(kFsFormatName); }
+  bool checksummed() const override { return true; }
 
   ProbeResult probe(const std::string& path, std::string& why) const override {
     FileSystem& fs = *default_file_system();
@@ -440,11 +442,11 @@ class NativeFormat final : public CheckpointFormat {
 
 }  // namespace
 
-std::unique_ptr<CheckpointFormat> make_native_format() { return std::make_unique<NativeFormat>(); }
+std::unique_ptr<FormatInspector> make_native_inspector() { return std::make_unique<NativeInspector>(); }
 
 void check_chunk_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
                         const std::string& meta_path, VerifyReporter& reporter) {
-  NativeFormat::check_tiling(key, shape, std::move(boxes), meta_path, reporter);
+  NativeInspector::check_tiling(key, shape, std::move(boxes), meta_path, reporter);
 }
 
-}  // namespace dcpp::cli
+}  // namespace dcpp
