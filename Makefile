@@ -12,6 +12,11 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# The Python bindings build and test with this venv (scripts/python-venv.sh,
+# outside the repository); `make test` creates it, and every configure that
+# finds it builds the module too.
+PY_VENV ?= $(HOME)/.cache/dcpp/py-venv
+PYTHON_FLAGS = $(if $(wildcard $(PY_VENV)/bin/python),-DDCPP_BUILD_PYTHON=ON -DPython_EXECUTABLE=$(PY_VENV)/bin/python,-DDCPP_BUILD_PYTHON=OFF)
 # Seconds of fuzzing per target: make fuzz, and make fuzz-smoke (part of make test).
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 15
@@ -24,7 +29,7 @@ ASAN_KILL_TRIALS ?= 12
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/reliability/lsan.supp:print_suppressions=0
 
-.PHONY: all deps configure build demo test test-release test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
+.PHONY: all deps configure build demo test test-release python-venv python-package test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
         bench-peers clean interop
 
 all: build
@@ -33,7 +38,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > /dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(PYTHON_FLAGS) $(CMAKE_FLAGS) > /dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -43,7 +48,18 @@ demo: build
 
 test: test-release test-asan fuzz-smoke
 
-test-release: build
+python-venv:
+	@bash scripts/python-venv.sh $(PY_VENV)
+
+# `pip install .` (scikit-build-core) into the bindings venv, then the binding
+# tests against the installed package instead of the build tree.
+python-package: python-venv build
+	@$(PY_VENV)/bin/pip install --quiet --no-build-isolation .
+	@cd /tmp && DCPP_SOURCE_DIR=$(CURDIR) DCPP_CLI=$(CURDIR)/$(BUILD)/dcpp \
+	  DCPP_DUMP_DIR=$(CURDIR)/$(BUILD)/tests/storage_independent_reader \
+	  $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/python/tests
+
+test-release: python-venv build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
