@@ -55,6 +55,7 @@ python-venv:
 # tests against the installed package instead of the build tree.
 python-package: python-venv build
 	@$(PY_VENV)/bin/pip install --quiet --no-build-isolation .
+	@$(BUILD)/tests/dump_checkpoint $(BUILD)/tests/storage_independent_reader > /dev/null
 	@cd /tmp && DCPP_SOURCE_DIR=$(CURDIR) DCPP_CLI=$(CURDIR)/$(BUILD)/dcpp \
 	  DCPP_DUMP_DIR=$(CURDIR)/$(BUILD)/tests/storage_independent_reader \
 	  $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/python/tests
