@@ -1,6 +1,8 @@
 // Format detection: which registered inspector claims a path (dcpp/inspect.h).
 #include "dcpp/inspect.h"
 
+#include "api/inspect/inspect_support.h"
+
 #include <algorithm>
 
 #include "dcpp/checkpoint_manager.h"
@@ -25,19 +27,8 @@ const std::vector<std::unique_ptr<FormatInspector>>& format_inspectors() {
 
 namespace {
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::string parent_of(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
-std::string base_name(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 std::string known_formats() {
   std::string names;

@@ -10,7 +10,7 @@
 #include <map>
 #include <set>
 
-#include "api/inspect/tiling_report.h"
+#include "api/inspect/inspect_support.h"
 #include "dcpp/inspect.h"
 #include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
@@ -22,25 +22,6 @@
 namespace dcpp {
 namespace {
 
-std::string join(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return dir + "/" + name;
-}
-
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-std::string parent_of(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-std::string base_name(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 bool starts_with(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
 
@@ -120,33 +101,8 @@ class ForeignInspector final : public FormatInspector {
     }
     const Metadata md = open_storage_reader(path)->read_metadata();
     s.writer_version = md.dcpp_version;
-    for (const auto& [key, t] : md.tensors) {
-      KeySummary k;
-      k.key = key;
-      k.type = std::string(dtype_name(t.dtype));
-      k.shape = t.global_shape;
-      std::set<std::string> files;
-      for (const auto& c : t.chunks) {
-        if (c.location.byte_length == 0) continue;  // empty chunks (uneven sharding) store nothing
-        ++k.chunks;
-        k.bytes += c.location.byte_length;
-        files.insert(c.location.file);
-      }
-      k.files.assign(files.begin(), files.end());
-      s.data_bytes += k.bytes;
-      s.keys.push_back(std::move(k));
-    }
-    for (const auto& [key, v] : md.values) {
-      KeySummary k;
-      k.key = key;
-      k.is_tensor = false;
-      k.type = std::string(value_kind_name(v.kind));
-      k.chunks = 1;
-      k.bytes = v.location.byte_length;
-      if (!v.location.file.empty()) k.files.push_back(v.location.file);
-      s.data_bytes += k.bytes;
-      s.keys.push_back(std::move(k));
-    }
+    s.keys = summarize_keys(md);
+    for (const KeySummary& k : s.keys) s.data_bytes += k.bytes;
     return s;
   }
 
@@ -270,8 +226,6 @@ class ForeignInspector final : public FormatInspector {
                        std::map<std::string, uint64_t>& file_ends) const {
     const bool raw_bytes = kind_ == CheckpointFormat::kSafetensors;
     for (const auto& [key, t] : md.tensors) {
-      const size_t ndim = t.global_shape.size();
-      const uint64_t elem = dtype_size(t.dtype);
       std::vector<const ChunkMeta*> boxes;
       for (const ChunkMeta& c : t.chunks) {
         const std::string who = "key " + quoted(key) + " (chunk at " + shape_to_string(c.offsets) + " in " +
@@ -280,33 +234,10 @@ class ForeignInspector final : public FormatInspector {
           auto& end = file_ends[c.location.file];
           end = std::max(end, c.location.byte_offset + c.location.byte_length);
         }
-        if (c.offsets.size() != ndim || c.sizes.size() != ndim) {
-          rep.problem(meta_path, -1,
-                      who + " has offsets " + shape_to_string(c.offsets) + " and sizes " + shape_to_string(c.sizes) +
-                          " for a tensor of " + std::to_string(ndim) + " dimensions");
-          continue;
-        }
-        bool in_bounds = true;
-        uint64_t numel = 1;
-        for (size_t d = 0; d < ndim; ++d) {
-          if (c.offsets[d] < 0 || c.sizes[d] < 0 || c.offsets[d] > t.global_shape[d] ||
-              c.sizes[d] > t.global_shape[d] - c.offsets[d]) {
-            in_bounds = false;
-          }
-          numel *= static_cast<uint64_t>(std::max<int64_t>(c.sizes[d], 0));
-        }
-        if (!in_bounds) {
-          rep.problem(meta_path, -1,
-                      who + " of size " + shape_to_string(c.sizes) + " lies outside the global shape " +
-                          shape_to_string(t.global_shape));
-        }
-        if (raw_bytes && c.location.byte_length != numel * elem) {
-          rep.problem(meta_path, -1,
-                      who + " of size " + shape_to_string(c.sizes) + " should hold " + std::to_string(numel * elem) +
-                          " bytes of " + std::string(dtype_name(t.dtype)) + ", its location says " +
-                          std::to_string(c.location.byte_length));
-          in_bounds = false;
-        }
+        uint64_t numel = 0;
+        const ChunkCheck check = check_chunk_geometry(who, t, c, raw_bytes, meta_path, rep, numel);
+        if (check == ChunkCheck::kMalformed) continue;
+        const bool in_bounds = check == ChunkCheck::kUsable;
         if (in_bounds && numel > 0) boxes.push_back(&c);
       }
       check_chunk_tiling(key, t.global_shape, std::move(boxes), meta_path, rep);

@@ -6,7 +6,7 @@
 #include <map>
 #include <set>
 
-#include "api/inspect/tiling_report.h"
+#include "api/inspect/inspect_support.h"
 #include "dcpp/inspect.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
@@ -14,14 +14,6 @@
 
 namespace dcpp {
 namespace {
-
-std::string join(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return dir + "/" + name;
-}
-
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 const std::string kMetaName(kMetadataFileName);
 
@@ -85,32 +77,7 @@ class NativeInspector final : public FormatInspector {
     s.world_size = md.world_size;
     s.block_size = md.block_size;
     s.data_bytes = md.total_bytes();
-    for (const auto& [key, t] : md.tensors) {
-      KeySummary k;
-      k.key = key;
-      k.is_tensor = true;
-      k.type = std::string(dtype_name(t.dtype));
-      k.shape = t.global_shape;
-      std::set<std::string> files;
-      for (const auto& c : t.chunks) {
-        if (c.location.byte_length == 0) continue;  // empty chunks store nothing
-        ++k.chunks;
-        k.bytes += c.location.byte_length;
-        files.insert(c.location.file);
-      }
-      k.files.assign(files.begin(), files.end());
-      s.keys.push_back(std::move(k));
-    }
-    for (const auto& [key, v] : md.values) {
-      KeySummary k;
-      k.key = key;
-      k.is_tensor = false;
-      k.type = std::string(value_kind_name(v.kind));
-      k.chunks = 1;
-      k.bytes = v.location.byte_length;
-      if (!v.location.file.empty()) k.files.push_back(v.location.file);
-      s.keys.push_back(std::move(k));
-    }
+    s.keys = summarize_keys(md);
     return s;
   }
 
@@ -182,8 +149,6 @@ class NativeInspector final : public FormatInspector {
     };
 
     for (const auto& [key, t] : md.tensors) {
-      const size_t ndim = t.global_shape.size();
-      const uint64_t elem = dtype_size(t.dtype);
       std::vector<const ChunkMeta*> boxes;  // in bounds, non-empty
       bool shape_ok = true;
       for (int64_t s : t.global_shape) shape_ok = shape_ok && s >= 0;
@@ -196,38 +161,15 @@ class NativeInspector final : public FormatInspector {
         ++totals.chunks;
         const std::string what = "chunk at " + shape_to_string(c.offsets);
         const std::string who = "key " + quoted(key) + " (" + what + ")";
-        if (c.offsets.size() != ndim || c.sizes.size() != ndim) {
-          rep.problem(meta_path, -1,
-                      who + " has offsets " + shape_to_string(c.offsets) + " and sizes " + shape_to_string(c.sizes) +
-                          " for a tensor of " + std::to_string(ndim) + " dimensions");
-          continue;
-        }
-        bool in_bounds = true;
-        uint64_t numel = 1;
-        for (size_t d = 0; d < ndim; ++d) {
-          if (c.offsets[d] < 0 || c.sizes[d] < 0 || c.offsets[d] > t.global_shape[d] ||
-              c.sizes[d] > t.global_shape[d] - c.offsets[d]) {
-            in_bounds = false;
-          }
-          numel *= static_cast<uint64_t>(std::max<int64_t>(c.sizes[d], 0));
-        }
-        if (!in_bounds) {
-          rep.problem(meta_path, -1,
-                      who + " of size " + shape_to_string(c.sizes) + " lies outside the global shape " +
-                          shape_to_string(t.global_shape));
-        }
-        if (c.location.byte_length != numel * elem) {
-          rep.problem(meta_path, -1,
-                      who + " of size " + shape_to_string(c.sizes) + " should hold " + std::to_string(numel * elem) +
-                          " bytes of " + std::string(dtype_name(t.dtype)) + ", its location says " +
-                          std::to_string(c.location.byte_length));
-          in_bounds = false;  // its bytes cannot be interpreted
-        }
+        uint64_t numel = 0;
+        const ChunkCheck check = check_chunk_geometry(who, t, c, /*raw_bytes=*/true, meta_path, rep, numel);
+        if (check == ChunkCheck::kMalformed) continue;
+        const bool in_bounds = check == ChunkCheck::kUsable;
         const bool loc_ok = location_ok(key, what, c.location);
         if (in_bounds && numel > 0) boxes.push_back(&c);
         if (loc_ok && c.location.byte_length > 0) items.push_back({key, what, &c.location});
       }
-      check_tiling(key, t.global_shape, boxes, meta_path, rep);
+      check_chunk_tiling(key, t.global_shape, boxes, meta_path, rep);
     }
     for (const auto& [key, v] : md.values) {
       if (location_ok(key, "value", v.location) && v.location.byte_length > 0) {
@@ -236,70 +178,6 @@ class NativeInspector final : public FormatInspector {
     }
   }
 
- public:
-  // No two chunks overlap and together they cover the tensor (shared with
-  // the foreign formats through check_chunk_tiling). Sweeps along
-  // the dimension with the most distinct offsets, so the usual shardings
-  // (any one dimension split) compare each chunk with its neighbours only.
-  static void check_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
-                           const std::string& meta_path, VerifyReporter& rep) {
-    const size_t ndim = shape.size();
-    uint64_t numel = 1;
-    for (int64_t s : shape) numel *= static_cast<uint64_t>(s);
-    size_t sweep = 0;
-    size_t best = 0;
-    for (size_t d = 0; d < ndim; ++d) {
-      std::set<int64_t> distinct;
-      for (const ChunkMeta* c : boxes) distinct.insert(c->offsets[d]);
-      if (distinct.size() > best) {
-        best = distinct.size();
-        sweep = d;
-      }
-    }
-    if (ndim > 0) {
-      std::sort(boxes.begin(), boxes.end(), [sweep](const ChunkMeta* a, const ChunkMeta* b) {
-        return a->offsets[sweep] != b->offsets[sweep] ? a->offsets[sweep] < b->offsets[sweep] : a->offsets < b->offsets;
-      });
-    }
-    constexpr int kMaxOverlapReports = 20;
-    int overlaps = 0;
-    for (size_t i = 0; i < boxes.size(); ++i) {
-      const ChunkMeta& a = *boxes[i];
-      for (size_t j = i + 1; j < boxes.size(); ++j) {
-        const ChunkMeta& b = *boxes[j];
-        if (ndim > 0 && b.offsets[sweep] >= a.offsets[sweep] + a.sizes[sweep]) break;
-        bool intersect = true;
-        for (size_t d = 0; d < ndim && intersect; ++d) {
-          intersect = a.offsets[d] < b.offsets[d] + b.sizes[d] && b.offsets[d] < a.offsets[d] + a.sizes[d];
-        }
-        if (!intersect) continue;
-        if (++overlaps <= kMaxOverlapReports) {
-          rep.problem(meta_path, -1,
-                      "key " + quoted(key) + ": chunk at " + shape_to_string(a.offsets) + " of size " +
-                          shape_to_string(a.sizes) + " overlaps chunk at " + shape_to_string(b.offsets) +
-                          " of size " + shape_to_string(b.sizes));
-        }
-      }
-    }
-    if (overlaps > kMaxOverlapReports) {
-      rep.problem(meta_path, -1,
-                  "key " + quoted(key) + ": " + std::to_string(overlaps - kMaxOverlapReports) +
-                      " more overlapping chunk pairs not listed");
-    }
-    if (overlaps == 0) {
-      // Disjoint and in bounds: they cover the tensor iff their volumes add up.
-      uint64_t covered = 0;
-      for (const ChunkMeta* c : boxes) covered += static_cast<uint64_t>(shape_numel(c->sizes));
-      if (covered != numel) {
-        rep.problem(meta_path, -1,
-                    "key " + quoted(key) + ": the chunks cover " + std::to_string(covered) + " of the " +
-                        std::to_string(numel) + " elements of shape " + shape_to_string(shape) +
-                        " (some of the tensor was not saved)");
-      }
-    }
-  }
-
- private:
   // Files present and long enough, items not overlapping inside a file, zero
   // padding, then every block's checksum: each stored byte is read once.
   static void check_files_and_data(FileSystem& fs, const std::string& dir, const Metadata& md,
@@ -444,9 +322,5 @@ class NativeInspector final : public FormatInspector {
 
 std::unique_ptr<FormatInspector> make_native_inspector() { return std::make_unique<NativeInspector>(); }
 
-void check_chunk_tiling(const std::string& key, const Shape& shape, std::vector<const ChunkMeta*> boxes,
-                        const std::string& meta_path, VerifyReporter& reporter) {
-  NativeInspector::check_tiling(key, shape, std::move(boxes), meta_path, reporter);
-}
 
 }  // namespace dcpp
