@@ -24,6 +24,11 @@
 // rank throws its error, the others stop and return, and load()'s status
 // exchange then fails every rank, naming the failing one.
 //
+// The parts: read_plan.h (which blocks this rank needs, the ops),
+// piece_assignment.h (who reads which piece: a pure function), read_delivery.h
+// (the exchanged bytes and the rounds), read_execution.h (the reader threads,
+// the preads and the checksum checks).
+//
 // Thread-safety: without a communicator, read() may be called from several
 // threads at once; with one, read() is collective and one call per rank.
 #pragma once
@@ -88,7 +93,7 @@ class ReadEngine {
   StorageIoStats stats() const;
   void reset_stats();
 
-  // Public for the planning code in read_engine.cc.
+  // For the parts of the engine (read_execution.cc, read_delivery.cc).
   struct Handles {
     FileHandle buffered;
     FileHandle direct;  // opened with try_direct; .direct false after a fallback
