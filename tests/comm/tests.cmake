@@ -16,3 +16,10 @@ if(DCPP_WITH_MPI)
     add_dependencies(test_comm_mpi comm_mpi_failure)
   endif()
 endif()
+
+# The rank-status protocol is private to dcpp (src/comm/rank_status.h).
+foreach(t test_comm test_comm_mpi)
+  if(TARGET ${t})
+    target_include_directories(${t} PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  endif()
+endforeach()
