@@ -17,34 +17,7 @@ constexpr size_t kRecordHeaderBytes = 32;
 
 }  // namespace
 
-uint8_t BlobReader::u8() {
-  need(1);
-  return static_cast<uint8_t>(s_[at_++]);
-}
-
-uint64_t BlobReader::u64() {
-  need(8);
-  uint64_t v;
-  std::memcpy(&v, s_.data() + at_, 8);
-  at_ += 8;
-  return v;
-}
-
-std::string BlobReader::str() {
-  uint64_t n = u64();
-  need(n);
-  std::string v = s_.substr(at_, n);
-  at_ += n;
-  return v;
-}
-
-void BlobReader::need(uint64_t n) {
-  if (s_.size() < at_ || s_.size() - at_ < n) {
-    throw Error(ErrorCode::kComm, "read-once exchange: truncated message from rank " + std::to_string(from_));
-  }
-}
-
-void write_needs(BlobWriter& w, const ReadPlan& plan) {
+void write_needs(WireWriter& w, const ReadPlan& plan) {
   uint64_t count = 0;
   for (const Item& item : plan.items) count += item.needed.empty() ? 0 : 1;
   w.u64(count);
@@ -70,7 +43,7 @@ void write_needs(BlobWriter& w, const ReadPlan& plan) {
   }
 }
 
-void read_needs(BlobReader& rd, int from, Needs& needs) {
+void read_needs(WireReader& rd, int from, Needs& needs) {
   const uint64_t count = rd.u64();
   for (uint64_t i = 0; i < count; ++i) {
     std::string key = rd.str();

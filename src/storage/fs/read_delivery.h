@@ -18,41 +18,15 @@
 #include <utility>
 #include <vector>
 
+#include "comm/wire.h"
 #include "dcpp/comm.h"
 #include "dcpp/metadata.h"
 #include "storage/fs/read_plan.h"
 
 namespace dcpp::fs_detail {
 
-// Little-endian byte blobs for the exchanges.
-class BlobWriter {
- public:
-  void u8(uint8_t v) { s_.push_back(static_cast<char>(v)); }
-  void u64(uint64_t v) { s_.append(reinterpret_cast<const char*>(&v), 8); }
-  void str(const std::string& v) {
-    u64(v.size());
-    s_.append(v);
-  }
-  std::string take() { return std::move(s_); }
-
- private:
-  std::string s_;
-};
-
-// Reads what rank `from` sent; a short blob is Error(kComm) naming it.
-class BlobReader {
- public:
-  BlobReader(const std::string& s, int from, size_t at = 0) : s_(s), from_(from), at_(at) {}
-  uint8_t u8();
-  uint64_t u64();
-  std::string str();
-
- private:
-  void need(uint64_t n);
-  const std::string& s_;
-  int from_;
-  size_t at_;
-};
+using comm_detail::WireReader;
+using comm_detail::WireWriter;
 
 // What one rank asked for, as exchanged: block ranges of each item and its boxes.
 struct RemoteBoxSpec {
@@ -69,9 +43,9 @@ struct ItemNeed {
 using Needs = std::map<std::pair<std::string, size_t>, ItemNeed>;
 
 // This rank's needs (blocks and boxes of every item it reads from).
-void write_needs(BlobWriter& w, const ReadPlan& plan);
+void write_needs(WireWriter& w, const ReadPlan& plan);
 // Adds rank `from`'s needs to `needs`.
-void read_needs(BlobReader& r, int from, Needs& needs);
+void read_needs(WireReader& r, int from, Needs& needs);
 // True when some block range of an item is needed by two ranks (a saved
 // item wanted by two ranks may share blocks): only then is there anything
 // to deliver.
@@ -94,8 +68,10 @@ struct Delivery {
 using Deliveries = std::map<size_t, std::vector<Delivery>>;  // by piece
 
 // The bytes every round blob starts with, before its deliveries: this
-// rank's status and whether it has ops after this round.
+// rank's status (comm/rank_status.h: an empty failure list, 8 bytes) and
+// whether it has ops after this round. A failing rank sends its status alone.
 inline constexpr size_t kRoundHeaderBytes = 16;
+inline constexpr size_t kRoundMoreByte = 8;
 
 // One exchange round of read-once delivery: the ops this rank reads in it,
 // the blob packed for each rank (deliveries point into them), and the reads

@@ -7,8 +7,10 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <utility>
 
+#include "comm/rank_status.h"
 #include "dcpp/error.h"
 #include "dcpp/io_thread_pool.h"
 #include "storage/fs/read_delivery.h"
@@ -18,38 +20,15 @@
 namespace dcpp::fs_detail {
 namespace {
 
-using Failures = std::vector<std::pair<int, std::pair<ErrorCode, std::string>>>;
-
-void write_failure(BlobWriter& w, std::exception_ptr e) {
-  w.u8(1);
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error& err) {
-    w.u8(static_cast<uint8_t>(err.code()));
-    w.str(err.what());
-  } catch (const std::exception& err) {
-    w.u8(static_cast<uint8_t>(ErrorCode::kInternal));
-    w.str(err.what());
-  } catch (...) {
-    w.u8(static_cast<uint8_t>(ErrorCode::kInternal));
-    w.str("unknown exception");
-  }
-}
-
-// Reads the status at the start of rank r's blob; a failure goes to `failures`.
-bool read_ok(BlobReader& rd, int r, Failures& failures) {
-  if (rd.u8() == 0) return true;
-  ErrorCode code = static_cast<ErrorCode>(rd.u8());
-  failures.push_back({r, {code, rd.str()}});
-  return false;
-}
+using comm_detail::RankFailure;
+using comm_detail::write_status;
 
 // After an exchange: rethrows this rank's own failure. When only other ranks
 // failed, returns true: this rank stops reading and returns normally, and
 // the caller's status exchange (load() has one after every phase) reports
 // the failing rank and its cause — so the error names the rank that failed,
 // not every rank that heard of it.
-bool raise_failures(std::exception_ptr mine, const Failures& others) {
+bool stop_for_failures(std::exception_ptr mine, const std::vector<RankFailure>& others) {
   if (mine) std::rethrow_exception(mine);
   return !others.empty();
 }
@@ -80,6 +59,11 @@ class Reader {
  private:
   std::vector<Op> my_ops() const { return plan_.make_ops(engine_.rank(), opts_.max_read_bytes); }
 
+  std::optional<RankFailure> my_status(std::exception_ptr local_error) const {
+    if (!local_error) return std::nullopt;
+    return comm_detail::failure_of(opts_.comm->rank(), local_error);
+  }
+
   // ---- read once, deliver everywhere ----
 
   void run_shared(std::exception_ptr local_error) {
@@ -90,23 +74,16 @@ class Reader {
           Error(ErrorCode::kInternal, "read-once delivery needs the checkpoint metadata"));
     }
 
-    // 1. Everyone learns which blocks everyone needs.
-    BlobWriter w;
-    if (local_error) {
-      write_failure(w, local_error);
-    } else {
-      w.u8(0);
-      write_needs(w, plan_);
-    }
+    // 1. Everyone learns which blocks everyone needs (or that a rank failed).
+    WireWriter w;
+    write_status(w, my_status(local_error));
+    if (!local_error) write_needs(w, plan_);
     std::vector<Blob> all = comm.all_gather_v(w.take());
 
     // 2. The same assignment on every rank: item by item in key order.
     Needs needs;
-    Failures failures;
-    for (int r = 0; r < world; ++r) {
-      BlobReader rd(all[static_cast<size_t>(r)], r);
-      if (read_ok(rd, r, failures)) read_needs(rd, r, needs);
-    }
+    const std::vector<RankFailure> failures =
+        comm_detail::read_statuses(all, [&](WireReader& rd, int r) { read_needs(rd, r, needs); });
     if (failures.empty() && !local_error) {
       try {
         assign_shared(plan_, needs, *opts_.metadata, engine_.rank(), world,
@@ -115,7 +92,7 @@ class Reader {
         local_error = std::current_exception();
       }
     }
-    if (!failures.empty() && raise_failures(local_error, failures)) return;
+    if (!failures.empty() && stop_for_failures(local_error, failures)) return;
 
     // Every rank takes the same path: the decision depends only on what was
     // exchanged.
@@ -137,19 +114,9 @@ class Reader {
         local_error = std::current_exception();
       }
     }
-    BlobWriter sw;
-    if (local_error) {
-      write_failure(sw, local_error);
-    } else {
-      sw.u8(0);
-    }
-    std::vector<Blob> status = comm.all_gather_v(sw.take());
-    Failures failures;
-    for (int r = 0; r < comm.size(); ++r) {
-      BlobReader rd(status[static_cast<size_t>(r)], r);
-      read_ok(rd, r, failures);
-    }
-    raise_failures(local_error, failures);
+    WireWriter w;
+    write_status(w, my_status(local_error));
+    stop_for_failures(local_error, comm_detail::read_statuses(comm.all_gather_v(w.take())));
     // Another rank's failure: load()'s status exchange reports it.
   }
 
@@ -188,24 +155,21 @@ class Reader {
       for (int r = 0; r < world; ++r) {
         std::string& blob = current.out[static_cast<size_t>(r)];
         if (local_error) {
-          BlobWriter fw;
-          write_failure(fw, local_error);
+          WireWriter fw;
+          write_status(fw, my_status(local_error));
           blob = fw.take();
         } else {
-          blob[0] = 0;
-          blob[1] = current.more ? 1 : 0;
+          blob[kRoundMoreByte] = current.more ? 1 : 0;  // the status before it: no failures
         }
       }
       std::vector<Blob> in = comm.all_to_all_v(std::move(current.out));
       current.out.clear();
 
       bool anyone_more = false;
-      Failures failures;
-      for (int r = 0; r < world; ++r) {
-        BlobReader rd(in[static_cast<size_t>(r)], r);
-        if (read_ok(rd, r, failures)) anyone_more = anyone_more || rd.u8() != 0;
-      }
-      if ((local_error || !failures.empty()) && raise_failures(local_error, failures)) return;
+      const std::vector<RankFailure> failures = comm_detail::read_statuses(in, [&](WireReader&, int r) {
+        anyone_more = anyone_more || WireReader(in[static_cast<size_t>(r)], r, kRoundMoreByte).u8() != 0;
+      });
+      if ((local_error || !failures.empty()) && stop_for_failures(local_error, failures)) return;
       for (int r = 0; r < world; ++r) unpack_blob(engine_, plan_, in[static_cast<size_t>(r)], r, me);
       rounds.pop_front();
       if (!anyone_more) break;
