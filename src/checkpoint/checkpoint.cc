@@ -1,5 +1,5 @@
 // save() and load(): the collective drivers of the planners and the storage
-// protocol (storage.h), with the rank-status protocol of comm/rank_status.h.
+// protocol (storage.h), with the collective error protocol of collective.h.
 #include "dcpp/checkpoint.h"
 
 #include <set>
