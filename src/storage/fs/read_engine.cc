@@ -50,7 +50,7 @@ class Reader {
     if (!shared) {
       if (local_error) std::rethrow_exception(local_error);
       plan_.cut_own(engine_.rank(), opts_.max_read_bytes);
-      run_ops(engine_, plan_, plan_.make_ops(engine_.rank(), opts_.max_read_bytes), opts_.threads, opts_.direct);
+      run_ops(engine_, plan_, my_ops(), opts_.threads, opts_.direct);
       return;
     }
     run_shared(local_error);

@@ -18,11 +18,12 @@
 // needs a piece exactly the elements of its boxes the piece holds (packed,
 // verified) with all_to_all_v, in rounds of bounded size; the reads of the
 // next round are queued behind the current one's, so reading goes on while
-// a round is exchanged and unpacked. Disk traffic is
-// then the union of the needed blocks, whatever the resharding. Failures
-// travel in the exchanges, so no rank waits for a failed one: the failing
-// rank throws its error, the others stop and return, and load()'s status
-// exchange then fails every rank, naming the failing one.
+// a round is exchanged and unpacked. Disk traffic is then the union of the
+// needed blocks, whatever the resharding. Failures travel in the exchanges
+// (every message opens with comm/rank_status.h's status), so no rank waits
+// for a failed one: the failing rank throws its error, the others stop and
+// return, and load()'s status exchange then fails every rank, naming the
+// failing one.
 //
 // The parts: read_plan.h (which blocks this rank needs, the ops),
 // piece_assignment.h (who reads which piece: a pure function), read_delivery.h
