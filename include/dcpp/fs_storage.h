@@ -12,8 +12,7 @@
 // Ownership: writers and readers hold a shared_ptr to their FileSystem (the
 // injected seam, PosixFileSystem by default). Thread-safety: one writer or
 // reader object serves one rank of one save or load and is not thread-safe
-// (separate objects for separate thread-ranks are fine). BlockReader is
-// thread-safe: several threads may read boxes through one instance.
+// (separate objects for separate thread-ranks are fine).
 #pragma once
 
 #include <cstdint>
@@ -155,35 +154,6 @@ class FileSystemWriter final : public StorageWriter {
 namespace fs_detail {
 class ReadEngine;
 }
-
-// Reads boxes and values of one checkpoint directory, verifying every
-// checksum block it touches before a byte reaches the caller. Keeps data
-// files open until destroyed.
-class BlockReader {
- public:
-  // `rank` only names the reading rank in error messages.
-  BlockReader(FileSystemPtr fs, std::string directory, uint64_t block_size, int rank = 0);
-  ~BlockReader();
-  BlockReader(const BlockReader&) = delete;
-  BlockReader& operator=(const BlockReader&) = delete;
-
-  // Copies the box [box_offsets, box_offsets + box_lengths) of a saved chunk
-  // (of shape `chunk_sizes`, stored in `dtype` at `location`) into `dest`
-  // (shape box_lengths, any dtype: converted as copy_from does). Reads only
-  // the blocks the box touches, consecutive ones in one pread of at most
-  // 16 MiB; never buffers more than that, however large the chunk.
-  void read_box(const std::string& key, const StorageLocation& location, DType dtype, const Shape& chunk_sizes,
-                const Shape& box_offsets, const Shape& box_lengths, const Tensor& dest);
-  // A whole stored item (a value), verified.
-  Bytes read_bytes(const std::string& key, const StorageLocation& location);
-
-  uint64_t block_size() const { return block_size_; }
-  StorageIoStats stats() const;
-
- private:
-  uint64_t block_size_;
-  std::unique_ptr<fs_detail::ReadEngine> engine_;
-};
 
 struct FileSystemReaderOptions {
   FileSystemPtr filesystem = nullptr;  // null = default_file_system()

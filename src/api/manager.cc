@@ -11,14 +11,14 @@
 #include <functional>
 #include <set>
 
-#include "checkpoint/wire.h"
+#include "comm/rank_status.h"
 #include "dcpp/error.h"
 
 namespace dcpp {
 namespace {
 
-using detail::WireReader;
-using detail::WireWriter;
+using comm_detail::WireReader;
+using comm_detail::WireWriter;
 
 constexpr std::string_view kStepPrefix = "step-";
 constexpr size_t kStepDigits = 6;
@@ -91,41 +91,10 @@ Group resolve_group(Options& options, const CheckpointManagerOptions& manager, c
   return make_group(options.comm, options.coordinator_rank);
 }
 
-void broadcast_blob(Communicator& comm, Blob& blob, int root) {
-  uint64_t n = blob.size();
-  comm.broadcast(&n, sizeof n, root);
-  blob.resize(n);
-  if (n > 0) comm.broadcast(blob.data(), n, root);
-}
-
 // Runs `decide` on the coordinator only and hands its payload (or its error)
 // to every rank: every rank returns the same payload or throws the same Error.
 Blob decide(const Group& group, const std::function<Blob()>& decide_fn) {
-  Blob message;
-  if (group.is_coordinator()) {
-    WireWriter w;
-    try {
-      Blob payload = decide_fn();
-      w.u8(1);
-      w.str(payload);
-    } catch (const Error& e) {
-      w.u8(0);
-      w.u8(static_cast<uint8_t>(e.code()));
-      w.str(e.message());
-    } catch (const std::exception& e) {
-      w.u8(0);
-      w.u8(static_cast<uint8_t>(ErrorCode::kInternal));
-      w.str(e.what());
-    }
-    message = w.take();
-  }
-  if (group.comm && group.comm->size() > 1) broadcast_blob(*group.comm, message, group.coordinator);
-  WireReader r(message);
-  if (r.u8() == 1) return r.str();
-  auto code = static_cast<ErrorCode>(r.u8());
-  std::string text = r.str();
-  if (!group.is_coordinator()) text += " (decided by coordinator rank " + std::to_string(group.coordinator) + ")";
-  throw Error(code, text);
+  return comm_detail::decide_on_root(group.comm.get(), group.coordinator, decide_fn);
 }
 
 void write_steps(WireWriter& w, const std::vector<StepInfo>& steps) {

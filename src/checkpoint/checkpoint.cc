@@ -16,8 +16,12 @@ namespace dcpp {
 
 namespace {
 
-using detail::RankFailure;
+using comm_detail::RankFailure;
 using detail::RankGroup;
+using detail::read_results;
+using detail::read_save_plan;
+using detail::write_results;
+using detail::write_save_plan;
 using detail::WireReader;
 using detail::WireWriter;
 
@@ -96,7 +100,7 @@ class SaveDriver {
   void run() {
     // With a given communicator a bad state dict on one rank becomes that
     // rank's planning failure; without one, there is no group to tell yet.
-    early_ = detail::capture(0, [&] { flat_ = flatten_state_dict(sd_); });
+    early_ = comm_detail::capture(0, [&] { flat_ = flatten_state_dict(sd_); });
     if (early_ && !options_.comm) throw Error(early_->code, early_->message);
     CommPtr comm = options_.comm ? options_.comm : communicator_of(flat_);
     group_ = RankGroup(comm);
@@ -129,33 +133,25 @@ class SaveDriver {
   // Local plans → coordinator → global plan → each rank's final plan.
   void plan() {
     SavePlan local;
-    auto failure = early_ ? early_ : detail::capture(rank_, [&] {
+    auto failure = early_ ? early_ : comm_detail::capture(rank_, [&] {
       writer_.set_up(rank_, world_, is_coord());
       planner_->set_up(flat_, rank_, is_coord());
       local = planner_->create_local_plan();
       if (is_coord()) writer_.prepare();
     });
     WireWriter w;
-    write_failures(w, failure ? std::vector<RankFailure>{*failure} : std::vector<RankFailure>{});
+    comm_detail::write_status(w, failure);
     if (!failure) write_save_plan(w, local);
     std::vector<Blob> gathered = group_.gather(w.take(), coord_);
 
     std::vector<Blob> replies;
     if (is_coord()) {
-      std::vector<RankFailure> failures;
       std::vector<SavePlan> plans(world_);
-      for (int r = 0; r < world_; ++r) {
-        WireReader rd(gathered[r]);
-        auto f = read_failures(rd);
-        if (!f.empty()) {
-          failures.insert(failures.end(), f.begin(), f.end());
-        } else {
-          plans[r] = read_save_plan(rd);
-        }
-      }
+      std::vector<RankFailure> failures =
+          comm_detail::read_statuses(gathered, [&](WireReader& rd, int r) { plans[r] = read_save_plan(rd); });
       std::vector<SavePlan> finals;
       if (failures.empty()) {
-        auto f = detail::capture(rank_, [&] {
+        auto f = comm_detail::capture(rank_, [&] {
           metadata_ = metadata_skeleton(plans, *planner_, world_);
           finals = planner_->create_global_plan(std::move(plans));
           if (static_cast<int>(finals.size()) != world_) {
@@ -168,39 +164,32 @@ class SaveDriver {
       replies.resize(world_);
       for (int r = 0; r < world_; ++r) {
         WireWriter rw;
-        write_failures(rw, failures);
+        comm_detail::write_status(rw, failures);
         if (failures.empty()) write_save_plan(rw, finals[r]);
         replies[r] = rw.take();
       }
     }
     Blob mine = group_.scatter(replies, coord_);
-    WireReader rd(mine);
-    auto failures = read_failures(rd);
-    if (!failures.empty()) throw detail::collective_error("save", "planning", world_, failures);
+    WireReader rd(mine, coord_);
+    auto failures = comm_detail::read_status(rd);
+    if (!failures.empty()) throw comm_detail::collective_error("save", "planning", world_, failures);
     final_plan_ = read_save_plan(rd);
   }
 
   void write() {
     std::vector<WriteResult> results;
-    auto failure = detail::capture(rank_, [&] {
+    auto failure = comm_detail::capture(rank_, [&] {
       final_plan_ = planner_->finish_plan(std::move(final_plan_));
       results = writer_.write_data(final_plan_, *planner_);
     });
     WireWriter w;
-    write_failures(w, failure ? std::vector<RankFailure>{*failure} : std::vector<RankFailure>{});
+    comm_detail::write_status(w, failure);
     if (!failure) write_results(w, results);
     std::vector<Blob> gathered = group_.gather(w.take(), coord_);
     if (is_coord()) {
       results_.resize(world_);
-      for (int r = 0; r < world_; ++r) {
-        WireReader rd(gathered[r]);
-        auto f = read_failures(rd);
-        if (!f.empty()) {
-          write_failures_.insert(write_failures_.end(), f.begin(), f.end());
-        } else {
-          results_[r] = read_results(rd);
-        }
-      }
+      write_failures_ =
+          comm_detail::read_statuses(gathered, [&](WireReader& rd, int r) { results_[r] = read_results(rd); });
     }
   }
 
@@ -213,19 +202,19 @@ class SaveDriver {
       std::vector<RankFailure> failures = write_failures_;
       if (failures.empty()) {
         phase = "committing the metadata";
-        auto f = detail::capture(rank_, [&] { writer_.finish(std::move(metadata_), results_); });
+        auto f = comm_detail::capture(rank_, [&] { writer_.finish(std::move(metadata_), results_); });
         if (f) failures.push_back(*f);
       }
       WireWriter w;
       w.str(phase);
-      write_failures(w, failures);
+      comm_detail::write_status(w, failures);
       replies.assign(world_, w.take());
     }
     Blob mine = group_.scatter(replies, coord_);
-    WireReader rd(mine);
+    WireReader rd(mine, coord_);
     phase = rd.str();
-    auto failures = read_failures(rd);
-    if (!failures.empty()) throw detail::collective_error("save", phase, world_, failures);
+    auto failures = comm_detail::read_status(rd);
+    if (!failures.empty()) throw comm_detail::collective_error("save", phase, world_, failures);
   }
 
   const StateDict& sd_;
@@ -266,20 +255,15 @@ void load(StateDict& state_dict, StorageReader& reader, const LoadOptions& optio
 
   Metadata metadata;
   LoadPlan plan;
-  auto failure = detail::capture(rank, [&] {
+  comm_detail::run_collective(group.comm(), "load", "planning", [&] {
     reader.set_up(rank, world, is_coord);
     reader.set_communicator(comm);
     metadata = reader.read_metadata();
     planner->set_up(state_dict, metadata, rank, is_coord);
     plan = planner->create_local_plan();
   });
-  detail::exchange_status(group, failure, "load", "planning");
-
-  failure = detail::capture(rank, [&] { reader.read_data(plan, *planner); });
-  detail::exchange_status(group, failure, "load", "reading data");
-
-  failure = detail::capture(rank, [&] { planner->finish(); });
-  detail::exchange_status(group, failure, "load", "handing the loaded state back");
+  comm_detail::run_collective(group.comm(), "load", "reading data", [&] { reader.read_data(plan, *planner); });
+  comm_detail::run_collective(group.comm(), "load", "handing the loaded state back", [&] { planner->finish(); });
 }
 
 }  // namespace dcpp

@@ -95,72 +95,100 @@ SavePlan DefaultSavePlanner::create_local_plan() {
   return plan;
 }
 
-std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePlan> local_plans) {
-  // Sized for about a million chunks (1024 ranks × 1000 tensors): keys are
-  // interned once, copies are grouped through a hash table and kept in flat
-  // arrays, so each step is linear or n log n with no per-item tree nodes.
-  const int world = static_cast<int>(local_plans.size());
+// The global plan, for about a million chunks (1024 ranks × 1000 tensors):
+// keys are interned once, copies are grouped through a hash table and kept
+// in flat arrays, so each step is linear or n log n with no per-item tree
+// nodes.
+namespace {
 
-  // 1. One dtype, global shape and kind per key on every rank.
-  struct KeyInfo {
+using LocalPlans = std::vector<SavePlan>;
+
+// Every key once, with the item and rank that first named it; and for each
+// rank's items the index of their key.
+struct KeyTable {
+  struct Key {
     const WriteItem* first;
     int first_rank;
   };
-  std::vector<KeyInfo> keys;
-  std::unordered_map<std::string_view, uint32_t> key_index;
-  auto check_key = [&](const WriteItem& item, int rank) -> uint32_t {
-    auto [it, inserted] = key_index.emplace(item.fqn, static_cast<uint32_t>(keys.size()));
+  std::vector<Key> keys;
+  std::vector<std::vector<uint32_t>> item_key;  // [rank][item]
+};
+
+// Throws unless `item` agrees with the key's first item: the same type, and
+// the same value kind or dtype and global shape.
+void check_same_key(const KeyTable::Key& info, const WriteItem& item, int rank) {
+  const WriteItem& f = *info.first;
+  auto who = [&] { return "rank " + std::to_string(info.first_rank) + " and rank " + std::to_string(rank); };
+  if (f.type != item.type) {
+    throw Error(ErrorCode::kInvalidArgument, "'" + item.fqn + "' is " + type_name(f.type) + " on rank " +
+                                                 std::to_string(info.first_rank) + " but " + type_name(item.type) +
+                                                 " on rank " + std::to_string(rank));
+  }
+  if (f.type == WriteItemType::kValue) {
+    if (f.value_kind != item.value_kind) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "value '" + item.fqn + "' has kind " + std::string(value_kind_name(f.value_kind)) + " and " +
+                      std::string(value_kind_name(item.value_kind)) + " on " + who());
+    }
+    return;
+  }
+  if (f.dtype != item.dtype) {
+    throw Error(ErrorCode::kInvalidArgument, "tensor '" + item.fqn + "' has dtype " +
+                                                 std::string(dtype_name(f.dtype)) + " and " +
+                                                 std::string(dtype_name(item.dtype)) + " on " + who());
+  }
+  if (f.global_shape != item.global_shape) {
+    throw Error(ErrorCode::kInvalidArgument, "tensor '" + item.fqn + "' has global shape " +
+                                                 shape_to_string(f.global_shape) + " and " +
+                                                 shape_to_string(item.global_shape) + " on " + who());
+  }
+}
+
+// Step 1: one dtype, global shape and kind per key on every rank.
+KeyTable intern_keys(const LocalPlans& plans) {
+  KeyTable table;
+  std::unordered_map<std::string_view, uint32_t> index;
+  auto intern = [&](const WriteItem& item, int rank) -> uint32_t {
+    auto [it, inserted] = index.emplace(item.fqn, static_cast<uint32_t>(table.keys.size()));
     if (inserted) {
-      keys.push_back(KeyInfo{&item, rank});
-      return it->second;
-    }
-    const KeyInfo& info = keys[it->second];
-    const WriteItem& f = *info.first;
-    auto who = [&] { return "rank " + std::to_string(info.first_rank) + " and rank " + std::to_string(rank); };
-    if (f.type != item.type) {
-      throw Error(ErrorCode::kInvalidArgument, "'" + item.fqn + "' is " + type_name(f.type) + " on rank " +
-                                                   std::to_string(info.first_rank) + " but " +
-                                                   type_name(item.type) + " on rank " + std::to_string(rank));
-    }
-    if (f.type == WriteItemType::kValue) {
-      if (f.value_kind != item.value_kind) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    "value '" + item.fqn + "' has kind " + std::string(value_kind_name(f.value_kind)) + " and " +
-                        std::string(value_kind_name(item.value_kind)) + " on " + who());
-      }
-      return it->second;
-    }
-    if (f.dtype != item.dtype) {
-      throw Error(ErrorCode::kInvalidArgument, "tensor '" + item.fqn + "' has dtype " +
-                                                   std::string(dtype_name(f.dtype)) + " and " +
-                                                   std::string(dtype_name(item.dtype)) + " on " + who());
-    }
-    if (f.global_shape != item.global_shape) {
-      throw Error(ErrorCode::kInvalidArgument, "tensor '" + item.fqn + "' has global shape " +
-                                                   shape_to_string(f.global_shape) + " and " +
-                                                   shape_to_string(item.global_shape) + " on " + who());
+      table.keys.push_back({&item, rank});
+    } else {
+      check_same_key(table.keys[it->second], item, rank);
     }
     return it->second;
   };
-  // item_key[r][i]: the interned key of local_plans[r].items[i].
-  std::vector<std::vector<uint32_t>> item_key(world);
-  size_t total_items = 0;
+  const int world = static_cast<int>(plans.size());
+  table.item_key.resize(world);
   for (int r = 0; r < world; ++r) {
-    const auto& items = local_plans[r].items;
-    total_items += items.size();
-    item_key[r].resize(items.size());
-    for (size_t i = 0; i < items.size(); ++i) item_key[r][i] = check_key(items[i], r);
-    for (const auto& item : local_plans[r].empty_chunks) check_key(item, r);
+    const auto& items = plans[r].items;
+    table.item_key[r].resize(items.size());
+    for (size_t i = 0; i < items.size(); ++i) table.item_key[r][i] = intern(items[i], r);
+    for (const auto& item : plans[r].empty_chunks) intern(item, r);
   }
+  return table;
+}
 
-  // 2. Group the copies of each (key, offsets): replicated chunks and values.
-  // Groups are numbered in order of first appearance (rank by rank), and each
-  // group's copies are in rank order.
+// The copies of each (key, offsets) — replicated chunks and values — as
+// groups numbered in order of first appearance (rank by rank), each group's
+// copies in rank order.
+struct CopyGroups {
   struct Copy {
     int rank;
     size_t index;
   };
-  auto item_of = [&](const Copy& c) -> const WriteItem& { return local_plans[c.rank].items[c.index]; };
+  std::vector<std::vector<uint32_t>> item_group;  // [rank][item]
+  std::vector<size_t> begin;                      // copies of group g: copies[begin[g] .. begin[g + 1])
+  std::vector<Copy> copies;
+
+  size_t size() const { return begin.size() - 1; }
+  size_t count(size_t g) const { return begin[g + 1] - begin[g]; }
+  const Copy& first(size_t g) const { return copies[begin[g]]; }
+};
+
+const WriteItem& item_of(const LocalPlans& plans, const CopyGroups::Copy& c) { return plans[c.rank].items[c.index]; }
+
+// Step 2: group the copies.
+CopyGroups group_copies(const LocalPlans& plans, const KeyTable& keys) {
   struct GroupKey {
     uint32_t key;
     const Shape* offsets;
@@ -171,122 +199,146 @@ std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePla
       return static_cast<size_t>(XXH3_64bits_withSeed(k.offsets->data(), k.offsets->size() * sizeof(int64_t), k.key));
     }
   };
+  const int world = static_cast<int>(plans.size());
+  size_t total_items = 0;
+  for (const auto& plan : plans) total_items += plan.items.size();
+  CopyGroups groups;
   std::unordered_map<GroupKey, uint32_t, GroupKeyHash> group_index;
   group_index.reserve(total_items);
-  std::vector<std::vector<uint32_t>> item_group(world);
   std::vector<uint32_t> group_size;
+  groups.item_group.resize(world);
   for (int r = 0; r < world; ++r) {
-    const auto& items = local_plans[r].items;
-    item_group[r].resize(items.size());
+    const auto& items = plans[r].items;
+    groups.item_group[r].resize(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
-      auto [it, inserted] =
-          group_index.emplace(GroupKey{item_key[r][i], &items[i].offsets}, static_cast<uint32_t>(group_size.size()));
+      auto [it, inserted] = group_index.emplace(GroupKey{keys.item_key[r][i], &items[i].offsets},
+                                                static_cast<uint32_t>(group_size.size()));
       if (inserted) group_size.push_back(0);
       ++group_size[it->second];
-      item_group[r][i] = it->second;
+      groups.item_group[r][i] = it->second;
     }
   }
   group_index = {};
-  const size_t groups = group_size.size();
-  // Copies of group g: copies[copy_begin[g] .. copy_begin[g + 1]).
-  std::vector<size_t> copy_begin(groups + 1, 0);
-  for (size_t g = 0; g < groups; ++g) copy_begin[g + 1] = copy_begin[g] + group_size[g];
-  std::vector<Copy> copies(total_items);
-  {
-    std::vector<size_t> fill(copy_begin.begin(), copy_begin.end() - 1);
-    for (int r = 0; r < world; ++r) {
-      for (size_t i = 0; i < item_group[r].size(); ++i) copies[fill[item_group[r][i]]++] = Copy{r, i};
+  groups.begin.assign(group_size.size() + 1, 0);
+  for (size_t g = 0; g < group_size.size(); ++g) groups.begin[g + 1] = groups.begin[g] + group_size[g];
+  groups.copies.resize(total_items);
+  std::vector<size_t> fill(groups.begin.begin(), groups.begin.end() - 1);
+  for (int r = 0; r < world; ++r) {
+    for (size_t i = 0; i < groups.item_group[r].size(); ++i) {
+      groups.copies[fill[groups.item_group[r][i]]++] = CopyGroups::Copy{r, i};
     }
   }
-  auto first_copy = [&](size_t g) -> const Copy& { return copies[copy_begin[g]]; };
+  return groups;
+}
 
-  for (size_t g = 0; g < groups; ++g) {
-    if (group_size[g] == 1) continue;
-    const WriteItem& first = item_of(first_copy(g));
-    for (size_t c = copy_begin[g]; c < copy_begin[g + 1]; ++c) {
-      const WriteItem& item = item_of(copies[c]);
+// Step 3: the copies of a group have the same sizes and, with
+// check_replicated, the same content checksum.
+void check_copies_agree(const LocalPlans& plans, const CopyGroups& groups, bool check_replicated) {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups.count(g) == 1) continue;
+    const WriteItem& first = item_of(plans, groups.first(g));
+    for (size_t c = groups.begin[g]; c < groups.begin[g + 1]; ++c) {
+      const WriteItem& item = item_of(plans, groups.copies[c]);
       if (item.sizes != first.sizes || item.nbytes != first.nbytes) {
         throw Error(ErrorCode::kInvalidArgument,
                     "'" + item.fqn + "' at offsets " + shape_to_string(item.offsets) + " has sizes " +
-                        shape_to_string(first.sizes) + " on rank " + std::to_string(first_copy(g).rank) +
-                        " but " + shape_to_string(item.sizes) + " on rank " + std::to_string(copies[c].rank));
+                        shape_to_string(first.sizes) + " on rank " + std::to_string(groups.first(g).rank) +
+                        " but " + shape_to_string(item.sizes) + " on rank " + std::to_string(groups.copies[c].rank));
       }
     }
-    if (options_.check_replicated) {
-      std::map<uint64_t, std::vector<int>> by_hash;
-      for (size_t c = copy_begin[g]; c < copy_begin[g + 1]; ++c) {
-        by_hash[item_of(copies[c]).content_hash].push_back(copies[c].rank);
+    if (!check_replicated) continue;
+    std::map<uint64_t, std::vector<int>> by_hash;
+    for (size_t c = groups.begin[g]; c < groups.begin[g + 1]; ++c) {
+      by_hash[item_of(plans, groups.copies[c]).content_hash].push_back(groups.copies[c].rank);
+    }
+    if (by_hash.size() > 1) {
+      std::string detail;
+      for (const auto& [h, ranks] : by_hash) {
+        detail += (detail.empty() ? "" : "; ") + rank_list(ranks) + " hold checksum " + hex(h);
       }
-      if (by_hash.size() > 1) {
-        std::string detail;
-        for (const auto& [h, ranks] : by_hash) {
-          detail += (detail.empty() ? "" : "; ") + rank_list(ranks) + " hold checksum " + hex(h);
-        }
-        throw Error(ErrorCode::kInvalidArgument,
-                    "replicated copies of '" + first.fqn + "'" +
-                        (first.type == WriteItemType::kTensor ? " at offsets " + shape_to_string(first.offsets)
-                                                              : std::string()) +
-                        " differ across ranks: " + detail);
-      }
+      throw Error(ErrorCode::kInvalidArgument,
+                  "replicated copies of '" + first.fqn + "'" +
+                      (first.type == WriteItemType::kTensor ? " at offsets " + shape_to_string(first.offsets)
+                                                            : std::string()) +
+                      " differ across ranks: " + detail);
     }
   }
+}
 
-  // 3. Dedup: items held by one rank stay there; each shared item goes to the
-  // holder with the fewest bytes so far, largest items first (a greedy
-  // longest-processing-time balance), ties to the lowest rank. Deterministic:
-  // the order depends only on the plans.
-  std::vector<uint64_t> load(world, 0);
-  std::vector<int> owner(groups, -1);
+// Step 4, dedup: the rank that writes each group. Items held by one rank
+// stay there; each shared item goes to the holder with the fewest bytes so
+// far, largest items first (a greedy longest-processing-time balance), ties
+// to the lowest rank. Deterministic: the order depends only on the plans.
+std::vector<int> assign_owners(const LocalPlans& plans, const CopyGroups& groups) {
+  std::vector<uint64_t> load(plans.size(), 0);
+  std::vector<int> owner(groups.size(), -1);
   std::vector<size_t> shared;
-  for (size_t g = 0; g < groups; ++g) {
-    if (group_size[g] == 1) {
-      owner[g] = first_copy(g).rank;
-      load[owner[g]] += item_of(first_copy(g)).nbytes;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups.count(g) == 1) {
+      owner[g] = groups.first(g).rank;
+      load[owner[g]] += item_of(plans, groups.first(g)).nbytes;
     } else {
       shared.push_back(g);
     }
   }
   std::stable_sort(shared.begin(), shared.end(), [&](size_t a, size_t b) {
-    return item_of(first_copy(a)).nbytes > item_of(first_copy(b)).nbytes;
+    return item_of(plans, groups.first(a)).nbytes > item_of(plans, groups.first(b)).nbytes;
   });
   for (size_t g : shared) {
     int best = -1;
-    for (size_t c = copy_begin[g]; c < copy_begin[g + 1]; ++c) {  // copies are in rank order
-      if (best < 0 || load[copies[c].rank] < load[best]) best = copies[c].rank;
+    for (size_t c = groups.begin[g]; c < groups.begin[g + 1]; ++c) {  // copies are in rank order
+      if (best < 0 || load[groups.copies[c].rank] < load[best]) best = groups.copies[c].rank;
     }
     owner[g] = best;
-    load[best] += item_of(first_copy(g)).nbytes;
+    load[best] += item_of(plans, groups.first(g)).nbytes;
   }
+  return owner;
+}
 
-  // 4. Per tensor: chunks in bounds, disjoint, covering. Keys in name order,
-  // so the error reported first does not depend on the ranks' plan order.
-  std::vector<std::vector<detail::ChunkBox>> chunks(keys.size());
-  for (size_t g = 0; g < groups; ++g) {
-    const Copy& c = first_copy(g);
-    const WriteItem& item = item_of(c);
+// Step 5, per tensor: chunks in bounds, disjoint, covering. Keys in name
+// order, so the error reported first does not depend on the ranks' plan order.
+void validate_tensors(const LocalPlans& plans, const KeyTable& keys, const CopyGroups& groups,
+                      const std::vector<int>& owner) {
+  std::vector<std::vector<detail::ChunkBox>> chunks(keys.keys.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const CopyGroups::Copy& c = groups.first(g);
+    const WriteItem& item = item_of(plans, c);
     if (item.type != WriteItemType::kTensor) continue;
-    chunks[item_key[c.rank][c.index]].push_back(detail::ChunkBox{item.offsets, item.sizes, owner[g]});
+    chunks[keys.item_key[c.rank][c.index]].push_back(detail::ChunkBox{item.offsets, item.sizes, owner[g]});
   }
-  std::vector<uint32_t> by_name(keys.size());
+  std::vector<uint32_t> by_name(keys.keys.size());
   std::iota(by_name.begin(), by_name.end(), 0u);
   std::sort(by_name.begin(), by_name.end(),
-            [&](uint32_t a, uint32_t b) { return keys[a].first->fqn < keys[b].first->fqn; });
+            [&](uint32_t a, uint32_t b) { return keys.keys[a].first->fqn < keys.keys[b].first->fqn; });
   for (uint32_t k : by_name) {
-    const WriteItem& first = *keys[k].first;
+    const WriteItem& first = *keys.keys[k].first;
     if (first.type != WriteItemType::kTensor) continue;
     detail::validate_chunk_tiling(first.fqn, first.global_shape, chunks[k]);
   }
-  chunks = {};
+}
 
-  // 5. Final plans keep each rank's own item order.
+// Step 6: each rank's final plan, its owned items in its own order.
+std::vector<SavePlan> build_final_plans(LocalPlans& plans, const CopyGroups& groups, const std::vector<int>& owner) {
+  const int world = static_cast<int>(plans.size());
   std::vector<SavePlan> out(world);
   for (int r = 0; r < world; ++r) {
-    auto& items = local_plans[r].items;
+    auto& items = plans[r].items;
     for (size_t i = 0; i < items.size(); ++i) {
-      if (owner[item_group[r][i]] == r) out[r].items.push_back(std::move(items[i]));
+      if (owner[groups.item_group[r][i]] == r) out[r].items.push_back(std::move(items[i]));
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePlan> local_plans) {
+  const KeyTable keys = intern_keys(local_plans);
+  const CopyGroups groups = group_copies(local_plans, keys);
+  check_copies_agree(local_plans, groups, options_.check_replicated);
+  const std::vector<int> owner = assign_owners(local_plans, groups);
+  validate_tensors(local_plans, keys, groups, owner);
+  return build_final_plans(local_plans, groups, owner);
 }
 
 Tensor DefaultSavePlanner::resolve_tensor(const WriteItem& item) {

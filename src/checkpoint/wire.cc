@@ -2,25 +2,6 @@
 
 namespace dcpp::detail {
 
-void write_failures(WireWriter& w, const std::vector<RankFailure>& failures) {
-  w.u64(failures.size());
-  for (const auto& f : failures) {
-    w.i64(f.rank);
-    w.u8(static_cast<uint8_t>(f.code));
-    w.str(f.message);
-  }
-}
-
-std::vector<RankFailure> read_failures(WireReader& r) {
-  std::vector<RankFailure> out(r.u64());
-  for (auto& f : out) {
-    f.rank = static_cast<int>(r.i64());
-    f.code = static_cast<ErrorCode>(r.u8());
-    f.message = r.str();
-  }
-  return out;
-}
-
 namespace {
 
 void write_item(WireWriter& w, const WriteItem& item) {

@@ -10,6 +10,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "storage/fs/block_reader.h"
 #include "storage/test_planners.h"
 #include "support/distributed.h"
 
@@ -563,7 +564,7 @@ TEST(storage_FsStorage, BlockReaderReadsBoxesDirectly) {
   ranks[0].add_chunk("t", t, {0, 0, 0}, {3, 4, 5});
   run_save(path, ranks, {.block_size = 16});
   Metadata md = FileSystemReader(path).read_metadata();
-  BlockReader reader(nullptr, path, md.block_size, 4);
+  fs_detail::BlockReader reader(nullptr, path, md.block_size, 4);
   const ChunkMeta& c = md.tensors.at("t").chunks[0];
   Tensor dest = Tensor::full({2, 2, 3}, -1, DType::kInt64);
   reader.read_box("t", c.location, DType::kFloat32, c.sizes, {1, 1, 2}, {2, 2, 3}, dest);

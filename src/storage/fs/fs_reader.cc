@@ -1,4 +1,4 @@
-// FileSystemReader and BlockReader: block-verified partial reads.
+// FileSystemReader: block-verified partial reads.
 //
 // A read item wants a box of a saved chunk. The box's bytes inside the
 // chunk form row-major runs; the checksum blocks those runs touch are read
@@ -10,100 +10,18 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "storage/fs/block_reader.h"
 #include "storage/fs/fs_common.h"
 #include "storage/fs/read_engine.h"
 
 namespace dcpp {
 namespace {
 
-using fs_detail::block_count;
 using fs_detail::join_path;
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-void check_location(const std::string& key, const StorageLocation& loc, uint64_t block_size) {
-  if (loc.byte_length > 0) validate_relative_file_name(key, loc.file);
-  if (loc.block_checksums.size() != block_count(loc.byte_length, block_size)) {
-    throw Error(ErrorCode::kCorrupt, "key " + quoted(key) + " has " + std::to_string(loc.block_checksums.size()) +
-                                         " block checksums for " + std::to_string(loc.byte_length) +
-                                         " bytes in blocks of " + std::to_string(block_size));
-  }
-}
-
-// Validates a box read against its chunk and builds the engine's request.
-fs_detail::BoxRead make_box_read(const std::string& key, size_t chunk_index, const StorageLocation& loc, DType dtype,
-                                 const Shape& chunk_sizes, const Shape& box_offsets, const Shape& box_lengths,
-                                 const Tensor& dest, uint64_t block_size) {
-  const size_t ndim = chunk_sizes.size();
-  if (box_offsets.size() != ndim || box_lengths.size() != ndim) {
-    throw Error(ErrorCode::kInvalidArgument, "read of " + quoted(key) + ": box " + shape_to_string(box_offsets) +
-                                                 " + " + shape_to_string(box_lengths) +
-                                                 " does not match the chunk's rank " + std::to_string(ndim));
-  }
-  for (size_t d = 0; d < ndim; ++d) {
-    if (box_offsets[d] < 0 || box_lengths[d] < 0 || box_offsets[d] > chunk_sizes[d] ||
-        box_lengths[d] > chunk_sizes[d] - box_offsets[d]) {
-      throw Error(ErrorCode::kInvalidArgument, "read of " + quoted(key) + ": box at " + shape_to_string(box_offsets) +
-                                                   " of size " + shape_to_string(box_lengths) +
-                                                   " lies outside the saved chunk of size " +
-                                                   shape_to_string(chunk_sizes));
-    }
-  }
-  if (dest.sizes() != box_lengths) {
-    throw Error(ErrorCode::kInvalidArgument, "read of " + quoted(key) + ": destination shape " +
-                                                 shape_to_string(dest.sizes()) + " differs from the box size " +
-                                                 shape_to_string(box_lengths));
-  }
-  const uint64_t elem = dtype_size(dtype);
-  uint64_t chunk_numel = 1;
-  for (int64_t s : chunk_sizes) {
-    if (s < 0 || __builtin_mul_overflow(chunk_numel, static_cast<uint64_t>(s), &chunk_numel)) {
-      throw Error(ErrorCode::kCorrupt, "key " + quoted(key) + ": chunk element count overflows");
-    }
-  }
-  if (loc.byte_length != chunk_numel * elem) {
-    throw Error(ErrorCode::kCorrupt, "key " + quoted(key) + ": chunk of size " + shape_to_string(chunk_sizes) +
-                                         " should hold " + std::to_string(chunk_numel * elem) + " bytes, its location " +
-                                         "says " + std::to_string(loc.byte_length));
-  }
-  check_location(key, loc, block_size);
-  fs_detail::BoxRead r;
-  r.key = key;
-  r.chunk_index = chunk_index;
-  r.location = &loc;
-  r.dtype = dtype;
-  r.chunk_sizes = chunk_sizes;
-  r.box_offsets = box_offsets;
-  r.box_lengths = box_lengths;
-  r.dest = dest;
-  return r;
-}
-
 }  // namespace
-
-BlockReader::BlockReader(FileSystemPtr fs, std::string directory, uint64_t block_size, int rank)
-    : block_size_(block_size) {
-  if (block_size_ == 0) throw Error(ErrorCode::kInvalidArgument, "BlockReader: block size 0");
-  engine_ = std::make_unique<fs_detail::ReadEngine>(std::move(fs), std::move(directory), block_size, rank);
-}
-
-BlockReader::~BlockReader() = default;
-
-void BlockReader::read_box(const std::string& key, const StorageLocation& loc, DType dtype, const Shape& chunk_sizes,
-                           const Shape& box_offsets, const Shape& box_lengths, const Tensor& dest) {
-  std::vector<fs_detail::BoxRead> reads;
-  reads.push_back(make_box_read(key, 0, loc, dtype, chunk_sizes, box_offsets, box_lengths, dest, block_size_));
-  fs_detail::ReadEngineOptions options;
-  options.threads = 1;
-  engine_->read(reads, options);
-}
-
-Bytes BlockReader::read_bytes(const std::string& key, const StorageLocation& loc) {
-  check_location(key, loc, block_size_);
-  return engine_->read_bytes(key, loc);
-}
-
-StorageIoStats BlockReader::stats() const { return engine_->stats(); }
 
 Metadata read_fs_metadata(FileSystem& fs, const std::string& path) {
   FileType type = fs.file_type(path);
@@ -188,8 +106,9 @@ void FileSystemReader::read_data(const LoadPlan& plan, LoadPlanner& planner) {
       }
       const ChunkMeta& chunk = it->second.chunks[item.chunk_index];
       // Destinations are resolved up front, on this thread: planners are not thread-safe.
-      reads.push_back(make_box_read(item.fqn, item.chunk_index, chunk.location, it->second.dtype, chunk.sizes,
-                                    item.storage_offsets, item.lengths, planner.resolve_tensor(item), md.block_size));
+      reads.push_back(fs_detail::make_box_read(item.fqn, item.chunk_index, chunk.location, it->second.dtype,
+                                               chunk.sizes, item.storage_offsets, item.lengths,
+                                               planner.resolve_tensor(item), md.block_size));
     }
   } catch (...) {
     if (!collective) throw;

@@ -4,12 +4,13 @@
 #include <atomic>
 #include <cstring>
 #include <exception>
+#include <future>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/io_thread_pool.h"
 #include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
 
@@ -311,29 +312,21 @@ class UnitWriter {
   uint64_t calls_ = 0;
 };
 
-}  // namespace
+// The items of a plan, resolved and placed in the data file.
+struct Layout {
+  std::vector<LaidOutItem> items;
+  uint64_t end = 0;           // the file's length
+  bool need_staging = false;  // some item is gathered through a staging buffer
+};
 
-std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, SavePlanner& planner) {
-  std::vector<WriteResult> results;
-  stats_ = {};
-  if (plan.items.empty()) return results;
-  const std::string file = data_file_name(rank_);
-  const std::string file_path = join_path(staging_, file);
-  OpenFlags flags = OpenFlags::create_write();
-  flags.try_direct = options_.direct_io;
-  wrote_data_file_ = true;
-  ScopedFile out(*fs_, fs_->open(file_path, flags));
-  const bool direct = out.get().direct;
-  stats_.direct = direct;
-  stats_.buffered_fallback = options_.direct_io && !direct;
-
-  // 1. Resolve and lay out every item (offsets depend only on lengths).
-  std::vector<LaidOutItem> items(plan.items.size());
-  uint64_t end = 0;
-  bool need_staging = direct;
+// Resolves every item and lays it out (offsets depend only on lengths).
+Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_size, bool direct) {
+  Layout layout;
+  layout.items.resize(plan.items.size());
+  layout.need_staging = direct;
   for (size_t i = 0; i < plan.items.size(); ++i) {
     const WriteItem& item = plan.items[i];
-    LaidOutItem& it = items[i];
+    LaidOutItem& it = layout.items[i];
     it.item = &item;
     if (item.type == WriteItemType::kTensor) {
       it.tensor = planner.resolve_tensor(item);
@@ -349,24 +342,26 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
       if (it.length > 0 && it.tensor.is_contiguous() && it.tensor.dtype() == item.dtype) {
         it.contiguous = static_cast<const std::byte*>(it.tensor.data_ptr());
       } else if (it.length > 0) {
-        need_staging = true;
+        layout.need_staging = true;
       }
     } else {
       it.value = planner.resolve_value(item);
       it.length = it.value.size();
       it.contiguous = it.value.data();
     }
-    it.offset = align_up(end, kIoAlignment);
-    if (it.length > 0) end = it.offset + it.length;
-    it.checksums.assign(fs_detail::block_count(it.length, options_.block_size), 0);
+    it.offset = align_up(layout.end, kIoAlignment);
+    if (it.length > 0) layout.end = it.offset + it.length;
+    it.checksums.assign(fs_detail::block_count(it.length, block_size), 0);
   }
+  return layout;
+}
 
-  // 2. Units of whole blocks. Cutting inside an item needs block boundaries
-  // that are page-aligned (direct I/O offsets) and element-aligned (staging
-  // whole elements); otherwise the item is one unit.
-  const uint64_t block = options_.block_size;
+// Units of whole blocks. Cutting inside an item needs block boundaries that
+// are page-aligned (direct I/O offsets) and element-aligned (staging whole
+// elements); otherwise the item is one unit.
+std::vector<WriteUnit> cut_units(const std::vector<LaidOutItem>& items, uint64_t block, uint64_t write_unit_bytes) {
   const bool cuttable = block % kIoAlignment == 0;
-  const uint64_t unit_bytes = std::max<uint64_t>(block, options_.write_unit_bytes / block * block);
+  const uint64_t unit_bytes = std::max<uint64_t>(block, write_unit_bytes / block * block);
   std::vector<WriteUnit> units;
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t length = items[i].length;
@@ -377,10 +372,16 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
     }
     for (uint64_t at = 0; at < length; at += unit_bytes) units.push_back({i, at, std::min(length, at + unit_bytes)});
   }
+  return units;
+}
 
-  // 3. Writer threads take units in file order, so the disk sees a few
-  // nearby sequential streams.
-  const size_t threads = std::max<size_t>(1, std::min(options_.io_threads, units.size()));
+// Writes and checksums every unit: the calling thread and up to
+// io_threads - 1 pool threads each take units in file order, so the disk
+// sees a few nearby sequential streams. Stops at the first failure and
+// rethrows it.
+void write_units(FileSystem& fs, const FileHandle& file, Layout& layout, const std::vector<WriteUnit>& units,
+                 const FileSystemWriterOptions& options, StorageIoStats& stats) {
+  const size_t threads = std::max<size_t>(1, std::min(options.io_threads, units.size()));
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
@@ -388,11 +389,11 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   std::atomic<uint64_t> written{0}, calls{0};
   auto worker = [&] {
     try {
-      UnitWriter writer(*fs_, out.get(), block, options_.staging_buffer_bytes, need_staging);
+      UnitWriter writer(fs, file, options.block_size, options.staging_buffer_bytes, layout.need_staging);
       while (!failed.load(std::memory_order_relaxed)) {
         const size_t u = next.fetch_add(1);
         if (u >= units.size()) break;
-        writer.write(items[units[u].item], units[u]);
+        writer.write(layout.items[units[u].item], units[u]);
       }
       written += writer.bytes_written();
       calls += writer.calls();
@@ -405,23 +406,23 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   if (threads == 1) {
     worker();
   } else {
-    std::vector<std::thread> pool;
-    pool.reserve(threads - 1);
-    for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+    ThreadPool pool(threads - 1);
+    std::vector<std::future<void>> helpers;
+    helpers.reserve(threads - 1);
+    for (size_t t = 1; t < threads; ++t) helpers.push_back(pool.submit(worker));
     worker();
-    for (auto& t : pool) t.join();
+    for (auto& h : helpers) h.wait();  // the worker catches its own failures
   }
   if (first_error) std::rethrow_exception(first_error);
-  stats_.bytes_written = written;
-  stats_.io_calls = calls;
+  stats.bytes_written = written;
+  stats.io_calls = calls;
+}
 
-  // Direct writes rounded the last item up to a whole page: cut the file back.
-  if (direct && end % kIoAlignment != 0) fs_->truncate(out.get(), end);
-  fs_->fsync(out.get());
-  out.close();
-
-  results.reserve(items.size());
-  for (LaidOutItem& it : items) {
+// What the coordinator records for each item.
+std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
+  std::vector<WriteResult> results;
+  results.reserve(layout.items.size());
+  for (LaidOutItem& it : layout.items) {
     const WriteItem& item = *it.item;
     WriteResult r;
     r.fqn = item.fqn;
@@ -439,6 +440,30 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
     results.push_back(std::move(r));
   }
   return results;
+}
+
+}  // namespace
+
+std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, SavePlanner& planner) {
+  stats_ = {};
+  if (plan.items.empty()) return {};
+  const std::string file = data_file_name(rank_);
+  OpenFlags flags = OpenFlags::create_write();
+  flags.try_direct = options_.direct_io;
+  wrote_data_file_ = true;
+  ScopedFile out(*fs_, fs_->open(join_path(staging_, file), flags));
+  const bool direct = out.get().direct;
+  stats_.direct = direct;
+  stats_.buffered_fallback = options_.direct_io && !direct;
+
+  Layout layout = lay_out_items(plan, planner, options_.block_size, direct);
+  write_units(*fs_, out.get(), layout, cut_units(layout.items, options_.block_size, options_.write_unit_bytes),
+              options_, stats_);
+  // Direct writes rounded the last item up to a whole page: cut the file back.
+  if (direct && layout.end % kIoAlignment != 0) fs_->truncate(out.get(), layout.end);
+  fs_->fsync(out.get());
+  out.close();
+  return make_results(layout, file);
 }
 
 void FileSystemWriter::write_metadata_file(const Metadata& metadata) {

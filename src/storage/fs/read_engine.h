@@ -18,11 +18,17 @@
 // needs a piece exactly the elements of its boxes the piece holds (packed,
 // verified) with all_to_all_v, in rounds of bounded size; the reads of the
 // next round are queued behind the current one's, so reading goes on while
-// a round is exchanged and unpacked. Disk traffic is
-// then the union of the needed blocks, whatever the resharding. Failures
-// travel in the exchanges, so no rank waits for a failed one: the failing
-// rank throws its error, the others stop and return, and load()'s status
-// exchange then fails every rank, naming the failing one.
+// a round is exchanged and unpacked. Disk traffic is then the union of the
+// needed blocks, whatever the resharding. Failures travel in the exchanges
+// (every message opens with comm/rank_status.h's status), so no rank waits
+// for a failed one: the failing rank throws its error, the others stop and
+// return, and load()'s status exchange then fails every rank, naming the
+// failing one.
+//
+// The parts: read_plan.h (which blocks this rank needs, the ops),
+// piece_assignment.h (who reads which piece: a pure function), read_delivery.h
+// (the exchanged bytes and the rounds), read_execution.h (the reader threads,
+// the preads and the checksum checks).
 //
 // Thread-safety: without a communicator, read() may be called from several
 // threads at once; with one, read() is collective and one call per rank.
@@ -88,7 +94,7 @@ class ReadEngine {
   StorageIoStats stats() const;
   void reset_stats();
 
-  // Public for the planning code in read_engine.cc.
+  // For the parts of the engine (read_execution.cc, read_delivery.cc).
   struct Handles {
     FileHandle buffered;
     FileHandle direct;  // opened with try_direct; .direct false after a fallback
