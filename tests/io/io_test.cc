@@ -10,7 +10,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/io.h"
-#include "dcpp/io_thread_pool.h"
+#include "io/thread_pool.h"
 #include "support/distributed.h"
 
 namespace dcpp {

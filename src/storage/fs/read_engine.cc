@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "dcpp/error.h"
-#include "dcpp/io_thread_pool.h"
+#include "io/thread_pool.h"
 #include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
 
