@@ -178,20 +178,15 @@ void stage_elements(const Tensor& src, uint64_t e0, uint64_t e1, DType dtype, st
 // straddle staging pieces.
 class UnitWriter {
  public:
-  UnitWriter(FileSystem& fs, const FileHandle& file, uint64_t block_size, size_t staging_bytes, bool need_staging)
+  UnitWriter(FileSystem& fs, WritableFile& file, uint64_t block_size, size_t staging_bytes, bool need_staging)
       : fs_(fs), file_(file), block_size_(block_size) {
     if (need_staging) staging_ = AlignedBuffer(std::max<size_t>(align_up(staging_bytes, kIoAlignment), kIoAlignment));
     state_ = XXH3_createState();
     if (!state_) throw Error(ErrorCode::kInternal, "cannot allocate an XXH3 state");
   }
-  ~UnitWriter() {
-    XXH3_freeState(state_);
-    try {
-      fs_.close(buffered_);
-    } catch (...) {
-      // The data file's own fsync and close report what matters.
-    }
-  }
+  // A buffered_ file left open closes silently: the data file's own sync
+  // and close report what matters.
+  ~UnitWriter() { XXH3_freeState(state_); }
   UnitWriter(const UnitWriter&) = delete;
   UnitWriter& operator=(const UnitWriter&) = delete;
 
@@ -199,7 +194,7 @@ class UnitWriter {
   uint64_t calls() const { return calls_; }
 
   void write(LaidOutItem& it, const WriteUnit& unit) {
-    const bool direct = file_.direct;
+    const bool direct = file_.direct();
     const uint64_t file_at = it.offset + unit.begin;
     const uint64_t length = unit.end - unit.begin;
     if (it.contiguous) {
@@ -244,21 +239,21 @@ class UnitWriter {
 
  private:
   void put(const void* data, uint64_t length, uint64_t offset) {
-    if (!file_.direct) {
-      fs_.write_all(file_, data, static_cast<size_t>(length), offset);
+    if (!file_.direct()) {
+      file_.write_all(data, static_cast<size_t>(length), offset);
       bytes_written_ += length;
       ++calls_;
       return;
     }
     // A direct write cut short inside a page cannot go on at that unaligned
     // offset (EINVAL): the rest goes through a buffered descriptor of the
-    // same file (disjoint ranges; the final fsync covers both).
+    // same file (disjoint ranges; the final sync covers both).
     const auto* p = static_cast<const std::byte*>(data);
     while (length > 0) {
-      const size_t n = fs_.pwrite(file_, p, static_cast<size_t>(length), offset);
+      const size_t n = file_.write(p, static_cast<size_t>(length), offset);
       ++calls_;
       if (n == 0) {
-        throw Error(ErrorCode::kIo, "pwrite '" + file_.path + "' at offset " + std::to_string(offset) + " length " +
+        throw Error(ErrorCode::kIo, "pwrite '" + file_.path() + "' at offset " + std::to_string(offset) + " length " +
                                         std::to_string(length) + " made no progress");
       }
       bytes_written_ += n;
@@ -266,8 +261,8 @@ class UnitWriter {
       offset += n;
       length -= n;
       if (length > 0 && n % kIoAlignment != 0) {
-        if (!buffered_.valid()) buffered_ = fs_.open(file_.path, OpenFlags{.read = false, .write = true});
-        fs_.write_all(buffered_, p, static_cast<size_t>(length), offset);
+        if (!buffered_) buffered_ = fs_.open_write(file_.path(), {.create = false, .truncate = false});
+        buffered_->write_all(p, static_cast<size_t>(length), offset);
         bytes_written_ += length;
         ++calls_;
         return;
@@ -302,11 +297,11 @@ class UnitWriter {
   }
 
   FileSystem& fs_;
-  const FileHandle& file_;
+  WritableFile& file_;
   uint64_t block_size_;
   AlignedBuffer staging_;
   XXH3_state_t* state_ = nullptr;
-  FileHandle buffered_;  // opened only after a direct write came back mid-page
+  std::unique_ptr<WritableFile> buffered_;  // opened only after a direct write came back mid-page
   uint64_t bytes_written_ = 0;
   uint64_t calls_ = 0;
 };
@@ -319,11 +314,9 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   if (plan.items.empty()) return results;
   const std::string file = data_file_name(rank_);
   const std::string file_path = join_path(staging_, file);
-  OpenFlags flags = OpenFlags::create_write();
-  flags.try_direct = options_.direct_io;
   wrote_data_file_ = true;
-  ScopedFile out(*fs_, fs_->open(file_path, flags));
-  const bool direct = out.get().direct;
+  std::unique_ptr<WritableFile> out = fs_->open_write(file_path, {.try_direct = options_.direct_io});
+  const bool direct = out->direct();
   stats_.direct = direct;
   stats_.buffered_fallback = options_.direct_io && !direct;
 
@@ -388,7 +381,7 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   std::atomic<uint64_t> written{0}, calls{0};
   auto worker = [&] {
     try {
-      UnitWriter writer(*fs_, out.get(), block, options_.staging_buffer_bytes, need_staging);
+      UnitWriter writer(*fs_, *out, block, options_.staging_buffer_bytes, need_staging);
       while (!failed.load(std::memory_order_relaxed)) {
         const size_t u = next.fetch_add(1);
         if (u >= units.size()) break;
@@ -416,9 +409,9 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   stats_.io_calls = calls;
 
   // Direct writes rounded the last item up to a whole page: cut the file back.
-  if (direct && end % kIoAlignment != 0) fs_->truncate(out.get(), end);
-  fs_->fsync(out.get());
-  out.close();
+  if (direct && end % kIoAlignment != 0) out->truncate(end);
+  out->sync();
+  out->close();
 
   results.reserve(items.size());
   for (LaidOutItem& it : items) {
@@ -445,10 +438,10 @@ void FileSystemWriter::write_metadata_file(const Metadata& metadata) {
   std::vector<std::byte> bytes = encode_metadata(metadata);
   const std::string tmp = join_path(staging_, kTempMetadataName);
   {
-    ScopedFile f(*fs_, fs_->open(tmp, OpenFlags::create_write()));
-    fs_->write_all(f.get(), bytes.data(), bytes.size(), 0);
-    fs_->fsync(f.get());
-    f.close();
+    std::unique_ptr<WritableFile> f = fs_->open_write(tmp);
+    f->write_all(bytes.data(), bytes.size(), 0);
+    f->sync();
+    f->close();
   }
   fs_->rename(tmp, join_path(staging_, std::string(kMetadataFileName)));
   fs_->fsync_dir(staging_);
