@@ -259,13 +259,9 @@ std::unique_ptr<WritableFile> CrashFileSystem::open_write(const std::string& pat
   const std::string name = split_path(path).second;
   struct stat before;
   const bool existed = ::fstatat(dir->fd, name.c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0;
-  int flags = O_WRONLY;
-  if (options.create) flags |= O_CREAT;
-  if (options.truncate) flags |= O_TRUNC;
-  if (options.exclusive) flags |= O_EXCL;
   bool direct = false;
-  auto file = std::make_unique<posix::PosixWritableFile>(
-      path, posix::open_file(path, flags, options.try_direct, direct), direct);
+  const int fd = posix::open_file(path, posix::write_flags(options), options.try_direct, direct);
+  auto file = std::make_unique<posix::PosixWritableFile>(path, fd, direct);
   struct stat st;
   if (::fstat(file->fd(), &st) != 0) throw_sys("fstat " + qp(path), errno);
   if (!existed) {

@@ -24,6 +24,9 @@ std::string quoted(const std::string& path);
 // (EINVAL). Sets `direct` to what was used. Throws on failure.
 int open_file(const std::string& path, int flags, bool try_direct, bool& direct);
 
+// The open(2) flags for open_write with `options` (O_WRONLY and the rest).
+int write_flags(const OpenWriteOptions& options);
+
 class PosixRandomAccessFile final : public RandomAccessFile {
  public:
   PosixRandomAccessFile(std::string path, int fd, bool direct) : RandomAccessFile(std::move(path), direct), fd_(fd) {}

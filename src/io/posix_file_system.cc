@@ -46,6 +46,14 @@ int open_file(const std::string& path, int flags, bool try_direct, bool& direct)
   return fd;
 }
 
+int write_flags(const OpenWriteOptions& options) {
+  int flags = O_WRONLY;
+  if (options.create) flags |= O_CREAT;
+  if (options.truncate) flags |= O_TRUNC;
+  if (options.exclusive) flags |= O_EXCL;
+  return flags;
+}
+
 namespace {
 
 std::string at_context(const std::string& path, size_t length, uint64_t offset) {
@@ -174,12 +182,8 @@ std::unique_ptr<RandomAccessFile> PosixFileSystem::open_read(const std::string& 
 }
 
 std::unique_ptr<WritableFile> PosixFileSystem::open_write(const std::string& path, const OpenWriteOptions& options) {
-  int flags = O_WRONLY;
-  if (options.create) flags |= O_CREAT;
-  if (options.truncate) flags |= O_TRUNC;
-  if (options.exclusive) flags |= O_EXCL;
   bool direct = false;
-  const int fd = posix::open_file(path, flags, options.try_direct, direct);
+  const int fd = posix::open_file(path, posix::write_flags(options), options.try_direct, direct);
   return std::make_unique<posix::PosixWritableFile>(path, fd, direct);
 }
 
