@@ -7,10 +7,12 @@
 // Error(kUnsupported). Not thread-safe (one fuzz input at a time).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,25 +29,14 @@ class MemoryFileSystem final : public FileSystem {
     files_[path].assign(reinterpret_cast<const std::byte*>(data), reinterpret_cast<const std::byte*>(data) + size);
   }
 
-  FileHandle open(const std::string& path, const OpenFlags& flags) override {
-    if (flags.write || flags.create || flags.truncate) read_only("open for writing", path);
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& path, const OpenReadOptions& = {}) override {
     auto it = files_.find(path);
     if (it == files_.end()) throw Error(ErrorCode::kNotFound, "open '" + path + "': no such file");
-    open_.push_back(&it->second);
-    return FileHandle{static_cast<int>(open_.size() - 1), false, path};
+    return std::make_unique<MemoryFile>(path, it->second);
   }
-  size_t pwrite(const FileHandle& f, const void*, size_t, uint64_t) override { read_only("pwrite", f.path); }
-  size_t pread(const FileHandle& f, void* data, size_t length, uint64_t offset) override {
-    const std::vector<std::byte>& bytes = *open_.at(static_cast<size_t>(f.fd));
-    if (offset >= bytes.size()) return 0;
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(length, bytes.size() - offset));
-    std::memcpy(data, bytes.data() + offset, n);
-    return n;
+  std::unique_ptr<WritableFile> open_write(const std::string& path, const OpenWriteOptions& = {}) override {
+    read_only("open for writing", path);
   }
-  void fsync(const FileHandle& f) override { read_only("fsync", f.path); }
-  void fdatasync(const FileHandle& f) override { read_only("fdatasync", f.path); }
-  void truncate(const FileHandle& f, uint64_t) override { read_only("truncate", f.path); }
-  void close(FileHandle& f) override { f.fd = -1; }
   void rename(const std::string& a, const std::string&) override { read_only("rename", a); }
   bool rename_exchange(const std::string& a, const std::string&) override { read_only("rename_exchange", a); }
   bool mkdir(const std::string& p) override { read_only("mkdir", p); }
@@ -82,8 +73,24 @@ class MemoryFileSystem final : public FileSystem {
   [[noreturn]] static void read_only(const char* what, const std::string& path) {
     throw Error(ErrorCode::kUnsupported, std::string(what) + " '" + path + "': the fuzz file system is read-only");
   }
+  // Refers to the file system's bytes: destroyed before it, as the seam requires.
+  class MemoryFile final : public RandomAccessFile {
+   public:
+    MemoryFile(const std::string& path, const std::vector<std::byte>& bytes)
+        : RandomAccessFile(path, false), bytes_(bytes) {}
+    size_t read(void* data, size_t length, uint64_t offset) override {
+      if (offset >= bytes_.size()) return 0;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(length, bytes_.size() - offset));
+      std::memcpy(data, bytes_.data() + offset, n);
+      return n;
+    }
+    uint64_t size() override { return bytes_.size(); }
+
+   private:
+    const std::vector<std::byte>& bytes_;
+  };
+
   std::map<std::string, std::vector<std::byte>> files_;
-  std::vector<const std::vector<std::byte>*> open_;
 };
 
 // Runs `fn`; a dcpp::Error is the expected answer to bad input. Anything

@@ -8,13 +8,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dcpp;
   fuzz::MemoryFileSystem fs;
   fs.add("/item.distcp", data, size);
-  FileHandle file = fs.open("/item.distcp", OpenFlags::read_only());
-  fuzz::parses([&] { torch_dcp::parse_tensor_archive(fs, file, 0, size, "fuzz item"); });
-  fuzz::parses([&] { torch_dcp::parse_value_archive(fs, file, 0, size, 1 << 20, "fuzz item"); });
+  std::unique_ptr<RandomAccessFile> file = fs.open_read("/item.distcp");
+  fuzz::parses([&] { torch_dcp::parse_tensor_archive(*file, 0, size, "fuzz item"); });
+  fuzz::parses([&] { torch_dcp::parse_value_archive(*file, 0, size, 1 << 20, "fuzz item"); });
   fuzz::parses([&] {
-    torch_dcp::ZipReader zip(fs, file, 0, size, "fuzz zip");
+    torch_dcp::ZipReader zip(*file, 0, size, "fuzz zip");
     for (const auto& entry : zip.entries()) zip.read_all(entry, 1 << 20);
   });
-  fs.close(file);
   return 0;
 }

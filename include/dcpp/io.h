@@ -1,28 +1,35 @@
-// The file-system seam of dcpp, and the aligned buffers that go through it.
+// The byte-store seam of dcpp, and the aligned buffers that go through it.
 //
-// Every byte dcpp puts on or takes off a disk goes through a FileSystem, an
+// Every byte dcpp puts on or takes off storage goes through a FileSystem, an
 // abstract class injected through the storage options (a
-// shared_ptr<FileSystem>, PosixFileSystem by default). The seam exists so
-// that tests can fail one exact call (the third pwrite, an fsync, a rename)
-// with a chosen errno, cut a write short, run out of space, or count how many
-// bytes a load read (FaultInjectingFileSystem), and so that every system call
-// converts its errno where it happens, with the path, offset and length
-// involved, into a dcpp::Error (kNotFound for ENOENT, kIo otherwise).
+// shared_ptr<FileSystem>, PosixFileSystem by default), in the manner of
+// leveldb's Env: the file system opens file objects (RandomAccessFile for
+// positional reads, WritableFile for positional writes) and performs the
+// name-level operations (rename, mkdir, remove, list, sync a directory). No
+// descriptor crosses the seam, so a backend that is not a POSIX file system
+// (an object store) implements the same classes. Wrappers derive from
+// ForwardingFileSystem (dcpp/forwarding_file_system.h) and override only what
+// they change; the test doubles built that way (fault injection, crash
+// simulation) live in dcpp/testing/. Every implementation converts its
+// errors where the call happens, with the path, offset and length involved,
+// into a dcpp::Error (kNotFound for a missing file, kIo otherwise).
 //
-// Ownership: a FileHandle is a plain value naming an open descriptor; whoever
-// opened it closes it (ScopedFile does that at scope exit). AlignedBuffer owns
-// its memory. Thread-safety: PosixFileSystem is stateless and may be used by
-// any number of threads; pread/pwrite on one handle from several threads are
-// safe (positional I/O). FaultInjectingFileSystem serialises its bookkeeping
-// with a mutex, so it is as thread-safe as the file system it wraps.
+// Ownership: open_read/open_write return a unique_ptr the caller owns. A
+// WritableFile's close() reports errors; its destructor closes silently (the
+// error path, where the first error is the one that matters). A file opened
+// through a wrapping file system may refer to it: destroy files before the
+// file system that opened them. AlignedBuffer owns its memory.
+// Thread-safety: PosixFileSystem is stateless and may be used by any number
+// of threads. One file object may serve reads (RandomAccessFile) or writes
+// of disjoint ranges (WritableFile) from several threads at once; sync,
+// truncate and close must not overlap other calls on the same file.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace dcpp {
@@ -34,26 +41,81 @@ inline constexpr uint64_t align_up(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
 
-struct OpenFlags {
-  bool read = true;
-  bool write = false;
-  bool create = false;     // O_CREAT (mode 0644)
-  bool truncate = false;   // O_TRUNC
-  bool exclusive = false;  // O_EXCL
+struct OpenReadOptions {
   // Try O_DIRECT; when the file system refuses it (tmpfs answers EINVAL) the
-  // file is opened without it and FileHandle::direct says so.
+  // file is opened without it and RandomAccessFile::direct() says so.
   bool try_direct = false;
-
-  static OpenFlags read_only() { return {}; }
-  // Create or truncate for writing (the data and metadata files of a save).
-  static OpenFlags create_write() { return {.read = false, .write = true, .create = true, .truncate = true}; }
 };
 
-struct FileHandle {
-  int fd = -1;
-  bool direct = false;  // opened with O_DIRECT: buffers, offsets, lengths must be kIoAlignment-aligned
-  std::string path;     // for error messages
-  bool valid() const { return fd >= 0; }
+struct OpenWriteOptions {
+  bool try_direct = false;  // as for reads
+  bool create = true;       // create a missing file (mode 0644)
+  bool truncate = true;     // drop existing contents
+  bool exclusive = false;   // fail if the file exists
+};
+
+// A file open for positional reads.
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  RandomAccessFile(const RandomAccessFile&) = delete;
+  RandomAccessFile& operator=(const RandomAccessFile&) = delete;
+
+  // One positional read; may return fewer bytes than asked (as POSIX pread
+  // may) and returns 0 at end of file. Use read_full to fill a range.
+  virtual size_t read(void* data, size_t length, uint64_t offset) = 0;
+  // The file's current length in bytes.
+  virtual uint64_t size() = 0;
+
+  // Loops over short reads; returns the bytes read, less than `length` only
+  // at end of file. Not virtual: faults hit read().
+  size_t read_full(void* data, size_t length, uint64_t offset);
+
+  const std::string& path() const { return path_; }
+  // Opened for direct I/O: buffers, offsets and lengths must be kIoAlignment-aligned.
+  bool direct() const { return direct_; }
+
+ protected:
+  RandomAccessFile(std::string path, bool direct) : path_(std::move(path)), direct_(direct) {}
+
+ private:
+  std::string path_;  // for error messages
+  bool direct_;
+};
+
+// A file open for positional writes.
+class WritableFile {
+ public:
+  // Implementations close a file still open, silently.
+  virtual ~WritableFile() = default;
+  WritableFile(const WritableFile&) = delete;
+  WritableFile& operator=(const WritableFile&) = delete;
+
+  // One positional write; may write fewer bytes than asked (as POSIX pwrite
+  // may). Use write_all to write a whole range.
+  virtual size_t write(const void* data, size_t length, uint64_t offset) = 0;
+  // Makes the written bytes and the file's length durable (fdatasync).
+  virtual void sync() = 0;
+  // Sets the file's length (cuts the padding of a last direct write).
+  virtual void truncate(uint64_t length) = 0;
+  // Releases the file and reports a failure to do so (a deferred write
+  // error); a no-op when already closed. No other call may follow it.
+  virtual void close() = 0;
+
+  // Loops over short writes; a write that makes no progress is Error(kIo).
+  // A direct file goes on from the last whole page of a short write. Not
+  // virtual: faults hit write().
+  void write_all(const void* data, size_t length, uint64_t offset);
+
+  const std::string& path() const { return path_; }
+  bool direct() const { return direct_; }
+
+ protected:
+  WritableFile(std::string path, bool direct) : path_(std::move(path)), direct_(direct) {}
+
+ private:
+  std::string path_;
+  bool direct_;
 };
 
 enum class FileType { kNone, kRegular, kDirectory, kOther };
@@ -62,16 +124,8 @@ class FileSystem {
  public:
   virtual ~FileSystem() = default;
 
-  virtual FileHandle open(const std::string& path, const OpenFlags& flags) = 0;
-  // One positional write/read; may transfer fewer bytes than asked (as POSIX
-  // may). pread returns 0 at end of file. Use write_all / read_full below.
-  virtual size_t pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) = 0;
-  virtual size_t pread(const FileHandle& file, void* data, size_t length, uint64_t offset) = 0;
-  virtual void fsync(const FileHandle& file) = 0;
-  virtual void fdatasync(const FileHandle& file) = 0;
-  virtual void truncate(const FileHandle& file, uint64_t length) = 0;
-  // Closes and invalidates the handle; a no-op on an invalid one.
-  virtual void close(FileHandle& file) = 0;
+  virtual std::unique_ptr<RandomAccessFile> open_read(const std::string& path, const OpenReadOptions& options = {}) = 0;
+  virtual std::unique_ptr<WritableFile> open_write(const std::string& path, const OpenWriteOptions& options = {}) = 0;
 
   virtual void rename(const std::string& from, const std::string& to) = 0;
   // Atomically swaps two existing paths (renameat2 RENAME_EXCHANGE). Returns
@@ -95,10 +149,6 @@ class FileSystem {
   virtual uint64_t free_space(const std::string& path) = 0;
 
   // ---- helpers built on the primitives (not virtual: faults hit the primitives) ----
-  // Loops over short writes; a write that makes no progress is Error(kIo).
-  void write_all(const FileHandle& file, const void* data, size_t length, uint64_t offset);
-  // Loops over short reads; returns the bytes read, less than `length` only at end of file.
-  size_t read_full(const FileHandle& file, void* data, size_t length, uint64_t offset);
   bool exists(const std::string& path) { return file_type(path) != FileType::kNone; }
   // mkdir -p.
   void create_directories(const std::string& path);
@@ -109,13 +159,8 @@ using FileSystemPtr = std::shared_ptr<FileSystem>;
 // The real thing: POSIX calls, errno converted at each call with context.
 class PosixFileSystem final : public FileSystem {
  public:
-  FileHandle open(const std::string& path, const OpenFlags& flags) override;
-  size_t pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) override;
-  size_t pread(const FileHandle& file, void* data, size_t length, uint64_t offset) override;
-  void fsync(const FileHandle& file) override;
-  void fdatasync(const FileHandle& file) override;
-  void truncate(const FileHandle& file, uint64_t length) override;
-  void close(FileHandle& file) override;
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& path, const OpenReadOptions& options = {}) override;
+  std::unique_ptr<WritableFile> open_write(const std::string& path, const OpenWriteOptions& options = {}) override;
   void rename(const std::string& from, const std::string& to) override;
   bool rename_exchange(const std::string& a, const std::string& b) override;
   bool mkdir(const std::string& path) override;
@@ -130,116 +175,6 @@ class PosixFileSystem final : public FileSystem {
 
 // The process-wide default (a shared PosixFileSystem).
 FileSystemPtr default_file_system();
-
-// Closes a handle at scope exit (errors on that close are swallowed: the
-// success path closes explicitly to see them).
-class ScopedFile {
- public:
-  ScopedFile(FileSystem& fs, FileHandle handle) : fs_(&fs), handle_(std::move(handle)) {}
-  ~ScopedFile();
-  ScopedFile(const ScopedFile&) = delete;
-  ScopedFile& operator=(const ScopedFile&) = delete;
-  const FileHandle& get() const { return handle_; }
-  void close() { fs_->close(handle_); }
-
- private:
-  FileSystem* fs_;
-  FileHandle handle_;
-};
-
-// Which primitive a fault or a counter refers to.
-enum class FsOp {
-  kOpen, kPwrite, kPread, kFsync, kFdatasync, kTruncate, kClose, kRename, kRenameExchange,
-  kMkdir, kRemove, kRemoveAll, kListDir, kFileType, kFileSize, kFsyncDir, kFreeSpace,
-};
-inline constexpr int kNumFsOps = 17;
-std::string_view fs_op_name(FsOp op);
-
-// One planned failure: the `nth` call (1-based, counted among calls of `op`
-// whose path contains `path_contains`) fails with `error` — or, for
-// kPwrite with `short_write`, writes only half the bytes asked (at least one)
-// and succeeds, as a real short write would. With `repeat` every matching
-// call from the nth on fails.
-struct Fault {
-  FsOp op = FsOp::kPwrite;
-  uint64_t nth = 1;
-  int error = 5;  // EIO
-  std::string path_contains = {};
-  bool short_write = false;
-  bool repeat = false;
-};
-
-// One pread as the wrapped file system saw it (for "read only the touched blocks" tests).
-struct ReadRecord {
-  std::string path;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
-
-// Wraps a file system; forwards every call after applying the faults. Calls
-// are counted per op (all calls, matching a fault or not), so a test that
-// counts the calls of a clean run can then fail exactly the k-th one.
-class FaultInjectingFileSystem final : public FileSystem {
- public:
-  explicit FaultInjectingFileSystem(FileSystemPtr inner = default_file_system());
-
-  void add_fault(Fault fault);
-  void clear_faults();
-  // Simulated ENOSPC: pwrites succeed until `bytes` have been written in
-  // total (counting from now), the one crossing the limit is cut short, the
-  // next fail with ENOSPC. UINT64_MAX (the default) is no limit.
-  void set_space_limit(uint64_t bytes);
-
-  uint64_t count(FsOp op) const;
-  uint64_t bytes_written() const;
-  uint64_t bytes_read() const;
-  std::vector<ReadRecord> reads() const;
-  uint64_t faults_triggered() const;
-  void reset_counters();
-
-  FileHandle open(const std::string& path, const OpenFlags& flags) override;
-  size_t pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) override;
-  size_t pread(const FileHandle& file, void* data, size_t length, uint64_t offset) override;
-  void fsync(const FileHandle& file) override;
-  void fdatasync(const FileHandle& file) override;
-  void truncate(const FileHandle& file, uint64_t length) override;
-  void close(FileHandle& file) override;
-  void rename(const std::string& from, const std::string& to) override;
-  bool rename_exchange(const std::string& a, const std::string& b) override;
-  bool mkdir(const std::string& path) override;
-  bool remove(const std::string& path) override;
-  void remove_all(const std::string& path) override;
-  std::vector<std::string> list_dir(const std::string& path) override;
-  FileType file_type(const std::string& path) override;
-  uint64_t file_size(const std::string& path) override;
-  void fsync_dir(const std::string& path) override;
-  uint64_t free_space(const std::string& path) override;
-
- private:
-  enum class Action { kNone, kFail, kShortWrite };
-  struct Decision {
-    Action action = Action::kNone;
-    int error = 0;
-  };
-  struct ArmedFault {
-    Fault fault;
-    uint64_t matched = 0;
-  };
-  // Counts the call and decides its fate; `paths` are the paths it touches.
-  Decision on_call(FsOp op, const std::string& path, const std::string& path2 = {});
-  [[noreturn]] void fail(FsOp op, const std::string& context, int error);
-
-  FileSystemPtr inner_;
-  mutable std::mutex mutex_;
-  std::vector<ArmedFault> faults_;
-  uint64_t counts_[kNumFsOps] = {};
-  uint64_t bytes_written_ = 0;
-  uint64_t bytes_read_ = 0;
-  uint64_t faults_triggered_ = 0;
-  uint64_t space_limit_ = UINT64_MAX;
-  uint64_t space_used_ = 0;
-  std::vector<ReadRecord> reads_;
-};
 
 // Owning, kIoAlignment-aligned, move-only bytes (O_DIRECT transfers, block reads).
 class AlignedBuffer {

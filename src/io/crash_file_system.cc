@@ -1,6 +1,6 @@
-// CrashFileSystem (include/dcpp/io_crash.h): POSIX calls plus the
-// bookkeeping of what a disk would keep after a power loss.
-#include "dcpp/io_crash.h"
+// CrashFileSystem (include/dcpp/testing/crash_file_system.h): POSIX calls
+// plus the bookkeeping of what a disk would keep after a power loss.
+#include "dcpp/testing/crash_file_system.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,22 +16,19 @@
 #include <set>
 
 #include "dcpp/error.h"
+#include "dcpp/forwarding_file_system.h"
+#include "io/posix_file.h"
 
 namespace dcpp {
 namespace {
+
+using posix::throw_sys;
 
 using Key = std::pair<uint64_t, uint64_t>;  // (st_dev, st_ino)
 
 Key key_of(const struct stat& st) { return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)}; }
 
 std::string qp(const std::string& s) { return "'" + s + "'"; }
-
-[[noreturn]] void throw_sys(const std::string& what, int err) {
-  if (err == ENOENT) {
-    throw Error(ErrorCode::kNotFound, what + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")");
-  }
-  throw_errno(what, err);
-}
 
 // Splits "a/b/c" into ("a/b", "c"); "c" into (".", "c"); "/c" into ("/", "c").
 std::pair<std::string, std::string> split_path(const std::string& path) {
@@ -198,86 +195,86 @@ void CrashFileSystem::track_file(int fd, bool fresh) {
   files_.emplace(key, std::move(t));
 }
 
-void CrashFileSystem::sync_file(FsOp op, const FileHandle& file) {
-  step(op, file.path);
+void CrashFileSystem::sync_file(int fd, const std::string& path) {
+  step(FsOp::kSync, path);
   // The length before the sync: bytes a concurrent write adds meanwhile are not covered.
   struct stat st;
-  if (::fstat(file.fd, &st) != 0) throw_sys("fstat " + qp(file.path), errno);
-  PosixFileSystem posix;
-  if (op == FsOp::kFsync) {
-    posix.fsync(file);
-  } else {
-    posix.fdatasync(file);
-  }
+  if (::fstat(fd, &st) != 0) throw_sys("fstat " + qp(path), errno);
+  if (::fdatasync(fd) != 0) throw_sys("fdatasync " + qp(path), errno);
   std::lock_guard lock(mutex_);
   auto it = files_.find(key_of(st));
   if (it != files_.end()) it->second->synced = static_cast<uint64_t>(st.st_size);
 }
 
-FileHandle CrashFileSystem::open(const std::string& path, const OpenFlags& flags) {
-  const bool mutating = flags.write || flags.create || flags.truncate;
-  if (!mutating) {
-    check_alive(FsOp::kOpen, path);
-    PosixFileSystem posix;
-    return posix.open(path, flags);
+// Reads refuse to run once the machine is down.
+class CrashFileSystem::ReadFile final : public ForwardingRandomAccessFile {
+ public:
+  ReadFile(CrashFileSystem& owner, std::unique_ptr<RandomAccessFile> target)
+      : ForwardingRandomAccessFile(std::move(target)), owner_(owner) {}
+  size_t read(void* data, size_t length, uint64_t offset) override {
+    owner_.check_alive(FsOp::kPread, path());
+    return target().read(data, length, offset);
   }
+
+ private:
+  CrashFileSystem& owner_;
+};
+
+// Writes, syncs and truncations are steps; a sync records the durable length.
+class CrashFileSystem::WriteFile final : public WritableFile {
+ public:
+  WriteFile(CrashFileSystem& owner, std::unique_ptr<posix::PosixWritableFile> file)
+      : WritableFile(file->path(), file->direct()), owner_(owner), file_(std::move(file)) {}
+  size_t write(const void* data, size_t length, uint64_t offset) override {
+    owner_.step(FsOp::kPwrite, path());
+    return file_->write(data, length, offset);
+  }
+  void sync() override { owner_.sync_file(file_->fd(), path()); }
+  void truncate(uint64_t length) override {
+    owner_.step(FsOp::kTruncate, path());
+    file_->truncate(length);
+  }
+  void close() override {
+    // The descriptor is released even after a crash (the process lives on in
+    // the test); only the answer says the machine is down.
+    file_->close();
+    owner_.check_alive(FsOp::kClose, path());
+  }
+
+ private:
+  CrashFileSystem& owner_;
+  std::unique_ptr<posix::PosixWritableFile> file_;
+};
+
+std::unique_ptr<RandomAccessFile> CrashFileSystem::open_read(const std::string& path, const OpenReadOptions& options) {
+  check_alive(FsOp::kOpen, path);
+  PosixFileSystem posix;
+  return std::make_unique<ReadFile>(*this, posix.open_read(path, options));
+}
+
+std::unique_ptr<WritableFile> CrashFileSystem::open_write(const std::string& path, const OpenWriteOptions& options) {
   step(FsOp::kOpen, path);
   std::lock_guard lock(mutex_);
   DirPtr dir = dir_of(path);
   const std::string name = split_path(path).second;
   struct stat before;
   const bool existed = ::fstatat(dir->fd, name.c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0;
-  PosixFileSystem posix;
-  FileHandle handle = posix.open(path, flags);
-  try {
-    struct stat st;
-    if (::fstat(handle.fd, &st) != 0) throw_sys("fstat " + qp(path), errno);
-    if (!existed) {
-      auto p = std::make_unique<Pending>();
-      p->kind = Pending::Kind::kCreate;
-      p->a = dir;
-      p->a_name = name;
-      p->inode = key_of(st);
-      p->unsynced = {dir->key};
-      pending_.push_back(std::move(p));
-    }
-    if (flags.write) track_file(handle.fd, !existed || flags.truncate);
-  } catch (...) {
-    ::close(handle.fd);
-    throw;
+  bool direct = false;
+  const int fd = posix::open_file(path, posix::write_flags(options), options.try_direct, direct);
+  auto file = std::make_unique<posix::PosixWritableFile>(path, fd, direct);
+  struct stat st;
+  if (::fstat(file->fd(), &st) != 0) throw_sys("fstat " + qp(path), errno);
+  if (!existed) {
+    auto p = std::make_unique<Pending>();
+    p->kind = Pending::Kind::kCreate;
+    p->a = dir;
+    p->a_name = name;
+    p->inode = key_of(st);
+    p->unsynced = {dir->key};
+    pending_.push_back(std::move(p));
   }
-  return handle;
-}
-
-size_t CrashFileSystem::pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) {
-  step(FsOp::kPwrite, file.path);
-  PosixFileSystem posix;
-  return posix.pwrite(file, data, length, offset);
-}
-
-size_t CrashFileSystem::pread(const FileHandle& file, void* data, size_t length, uint64_t offset) {
-  check_alive(FsOp::kPread, file.path);
-  PosixFileSystem posix;
-  return posix.pread(file, data, length, offset);
-}
-
-void CrashFileSystem::fsync(const FileHandle& file) { sync_file(FsOp::kFsync, file); }
-
-void CrashFileSystem::fdatasync(const FileHandle& file) { sync_file(FsOp::kFdatasync, file); }
-
-void CrashFileSystem::truncate(const FileHandle& file, uint64_t length) {
-  step(FsOp::kTruncate, file.path);
-  PosixFileSystem posix;
-  posix.truncate(file, length);
-}
-
-void CrashFileSystem::close(FileHandle& file) {
-  // The descriptor is released even after a crash (the process lives on in
-  // the test); only the answer says the machine is down.
-  PosixFileSystem posix;
-  const std::string path = file.path;
-  posix.close(file);
-  check_alive(FsOp::kClose, path);
+  track_file(file->fd(), !existed || options.truncate);
+  return std::make_unique<WriteFile>(*this, std::move(file));
 }
 
 void CrashFileSystem::rename(const std::string& from, const std::string& to) {

@@ -1,8 +1,9 @@
+#include "dcpp/testing/fault_injecting_file_system.h"
+
 #include <cerrno>
 #include <cstring>
 
 #include "dcpp/error.h"
-#include "dcpp/io.h"
 
 namespace dcpp {
 
@@ -11,8 +12,7 @@ std::string_view fs_op_name(FsOp op) {
     case FsOp::kOpen: return "open";
     case FsOp::kPwrite: return "pwrite";
     case FsOp::kPread: return "pread";
-    case FsOp::kFsync: return "fsync";
-    case FsOp::kFdatasync: return "fdatasync";
+    case FsOp::kSync: return "sync";
     case FsOp::kTruncate: return "truncate";
     case FsOp::kClose: return "close";
     case FsOp::kRename: return "rename";
@@ -29,7 +29,60 @@ std::string_view fs_op_name(FsOp op) {
   return "unknown";
 }
 
-FaultInjectingFileSystem::FaultInjectingFileSystem(FileSystemPtr inner) : inner_(std::move(inner)) {}
+namespace {
+
+std::string q(const std::string& p) { return "'" + p + "'"; }
+
+std::string range(const std::string& path, size_t length, uint64_t offset) {
+  return q(path) + " at offset " + std::to_string(offset) + " length " + std::to_string(length);
+}
+
+}  // namespace
+
+// The file objects send each call through the owner's bookkeeping, then on
+// to the target's file.
+class FaultInjectingFileSystem::ReadFile final : public ForwardingRandomAccessFile {
+ public:
+  ReadFile(FaultInjectingFileSystem& owner, std::unique_ptr<RandomAccessFile> target)
+      : ForwardingRandomAccessFile(std::move(target)), owner_(owner) {}
+  size_t read(void* data, size_t length, uint64_t offset) override {
+    return owner_.read(target(), data, length, offset);
+  }
+
+ private:
+  FaultInjectingFileSystem& owner_;
+};
+
+class FaultInjectingFileSystem::WriteFile final : public ForwardingWritableFile {
+ public:
+  WriteFile(FaultInjectingFileSystem& owner, std::unique_ptr<WritableFile> target)
+      : ForwardingWritableFile(std::move(target)), owner_(owner) {}
+  size_t write(const void* data, size_t length, uint64_t offset) override {
+    return owner_.write(target(), data, length, offset);
+  }
+  void sync() override {
+    owner_.check(FsOp::kSync, path(), q(path()));
+    target().sync();
+  }
+  void truncate(uint64_t length) override {
+    owner_.check(FsOp::kTruncate, path(), q(path()));
+    target().truncate(length);
+  }
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    auto d = owner_.on_call(FsOp::kClose, path());
+    // Like Linux: the file is released even though close reports an error.
+    target().close();
+    if (d.action != Action::kNone) fail(FsOp::kClose, q(path()), d.error);
+  }
+
+ private:
+  FaultInjectingFileSystem& owner_;
+  bool closed_ = false;
+};
+
+FaultInjectingFileSystem::FaultInjectingFileSystem(FileSystemPtr target) : ForwardingFileSystem(std::move(target)) {}
 
 void FaultInjectingFileSystem::add_fault(Fault fault) {
   std::lock_guard lock(mutex_);
@@ -105,6 +158,12 @@ FaultInjectingFileSystem::Decision FaultInjectingFileSystem::on_call(FsOp op, co
   return decision;
 }
 
+void FaultInjectingFileSystem::check(FsOp op, const std::string& path, const std::string& context,
+                                     const std::string& path2) {
+  auto d = on_call(op, path, path2);
+  if (d.action != Action::kNone) fail(op, context, d.error);
+}
+
 void FaultInjectingFileSystem::fail(FsOp op, const std::string& context, int error) {
   std::string what = "injected fault: " + std::string(fs_op_name(op)) + " " + context;
   if (error == ENOENT) {
@@ -113,20 +172,9 @@ void FaultInjectingFileSystem::fail(FsOp op, const std::string& context, int err
   throw_errno(what, error);
 }
 
-namespace {
-std::string q(const std::string& p) { return "'" + p + "'"; }
-}  // namespace
-
-FileHandle FaultInjectingFileSystem::open(const std::string& path, const OpenFlags& flags) {
-  auto d = on_call(FsOp::kOpen, path);
-  if (d.action != Action::kNone) fail(FsOp::kOpen, q(path), d.error);
-  return inner_->open(path, flags);
-}
-
-size_t FaultInjectingFileSystem::pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) {
-  auto d = on_call(FsOp::kPwrite, file.path);
-  std::string context = q(file.path) + " at offset " + std::to_string(offset) + " length " + std::to_string(length);
-  if (d.action == Action::kFail) fail(FsOp::kPwrite, context, d.error);
+size_t FaultInjectingFileSystem::write(WritableFile& target, const void* data, size_t length, uint64_t offset) {
+  auto d = on_call(FsOp::kPwrite, target.path());
+  if (d.action == Action::kFail) fail(FsOp::kPwrite, range(target.path(), length, offset), d.error);
   size_t ask = length;
   if (d.action == Action::kShortWrite && length > 1) ask = length / 2;
   {
@@ -136,70 +184,47 @@ size_t FaultInjectingFileSystem::pwrite(const FileHandle& file, const void* data
       // A direct-I/O write cannot end inside a page: a real disk writes the
       // whole pages that fit, or refuses (the kernel would reject an
       // unaligned length with EINVAL, which is no full disk).
-      if (file.direct) left = left / kIoAlignment * kIoAlignment;
+      if (target.direct()) left = left / kIoAlignment * kIoAlignment;
       if (left == 0) {
         ++faults_triggered_;
-        // Unlock happens at scope exit; fail() only builds the exception.
-        std::string ctx = context + " (simulated full disk)";
-        throw Error(ErrorCode::kIo, "injected fault: pwrite " + ctx + ": " + std::strerror(ENOSPC) +
-                                        " (errno " + std::to_string(ENOSPC) + ")");
+        throw Error(ErrorCode::kIo, "injected fault: pwrite " + range(target.path(), length, offset) +
+                                        " (simulated full disk): " + std::strerror(ENOSPC) + " (errno " +
+                                        std::to_string(ENOSPC) + ")");
       }
       if (ask > left) ask = static_cast<size_t>(left);
     }
   }
-  size_t n = inner_->pwrite(file, data, ask, offset);
+  size_t n = target.write(data, ask, offset);
   std::lock_guard lock(mutex_);
   bytes_written_ += n;
   space_used_ += n;
   return n;
 }
 
-size_t FaultInjectingFileSystem::pread(const FileHandle& file, void* data, size_t length, uint64_t offset) {
-  auto d = on_call(FsOp::kPread, file.path);
-  if (d.action != Action::kNone) {
-    fail(FsOp::kPread, q(file.path) + " at offset " + std::to_string(offset) + " length " + std::to_string(length),
-         d.error);
-  }
-  size_t n = inner_->pread(file, data, length, offset);
+size_t FaultInjectingFileSystem::read(RandomAccessFile& target, void* data, size_t length, uint64_t offset) {
+  check(FsOp::kPread, target.path(), range(target.path(), length, offset));
+  size_t n = target.read(data, length, offset);
   std::lock_guard lock(mutex_);
   bytes_read_ += n;
-  reads_.push_back({file.path, offset, length});
+  reads_.push_back({target.path(), offset, length});
   return n;
 }
 
-void FaultInjectingFileSystem::fsync(const FileHandle& file) {
-  auto d = on_call(FsOp::kFsync, file.path);
-  if (d.action != Action::kNone) fail(FsOp::kFsync, q(file.path), d.error);
-  inner_->fsync(file);
+std::unique_ptr<RandomAccessFile> FaultInjectingFileSystem::open_read(const std::string& path,
+                                                                      const OpenReadOptions& options) {
+  check(FsOp::kOpen, path, q(path));
+  return std::make_unique<ReadFile>(*this, ForwardingFileSystem::open_read(path, options));
 }
 
-void FaultInjectingFileSystem::fdatasync(const FileHandle& file) {
-  auto d = on_call(FsOp::kFdatasync, file.path);
-  if (d.action != Action::kNone) fail(FsOp::kFdatasync, q(file.path), d.error);
-  inner_->fdatasync(file);
-}
-
-void FaultInjectingFileSystem::truncate(const FileHandle& file, uint64_t length) {
-  auto d = on_call(FsOp::kTruncate, file.path);
-  if (d.action != Action::kNone) fail(FsOp::kTruncate, q(file.path), d.error);
-  inner_->truncate(file, length);
-}
-
-void FaultInjectingFileSystem::close(FileHandle& file) {
-  if (!file.valid()) return;
-  auto d = on_call(FsOp::kClose, file.path);
-  if (d.action != Action::kNone) {
-    // Like Linux: the descriptor is gone even though close reported an error.
-    inner_->close(file);
-    fail(FsOp::kClose, q(file.path), d.error);
-  }
-  inner_->close(file);
+std::unique_ptr<WritableFile> FaultInjectingFileSystem::open_write(const std::string& path,
+                                                                   const OpenWriteOptions& options) {
+  check(FsOp::kOpen, path, q(path));
+  return std::make_unique<WriteFile>(*this, ForwardingFileSystem::open_write(path, options));
 }
 
 void FaultInjectingFileSystem::rename(const std::string& from, const std::string& to) {
-  auto d = on_call(FsOp::kRename, from, to);
-  if (d.action != Action::kNone) fail(FsOp::kRename, q(from) + " to " + q(to), d.error);
-  inner_->rename(from, to);
+  check(FsOp::kRename, from, q(from) + " to " + q(to), to);
+  ForwardingFileSystem::rename(from, to);
 }
 
 bool FaultInjectingFileSystem::rename_exchange(const std::string& a, const std::string& b) {
@@ -210,55 +235,47 @@ bool FaultInjectingFileSystem::rename_exchange(const std::string& a, const std::
     if (d.error == EINVAL) return false;
     fail(FsOp::kRenameExchange, q(a) + " and " + q(b), d.error);
   }
-  return inner_->rename_exchange(a, b);
+  return ForwardingFileSystem::rename_exchange(a, b);
 }
 
 bool FaultInjectingFileSystem::mkdir(const std::string& path) {
-  auto d = on_call(FsOp::kMkdir, path);
-  if (d.action != Action::kNone) fail(FsOp::kMkdir, q(path), d.error);
-  return inner_->mkdir(path);
+  check(FsOp::kMkdir, path, q(path));
+  return ForwardingFileSystem::mkdir(path);
 }
 
 bool FaultInjectingFileSystem::remove(const std::string& path) {
-  auto d = on_call(FsOp::kRemove, path);
-  if (d.action != Action::kNone) fail(FsOp::kRemove, q(path), d.error);
-  return inner_->remove(path);
+  check(FsOp::kRemove, path, q(path));
+  return ForwardingFileSystem::remove(path);
 }
 
 void FaultInjectingFileSystem::remove_all(const std::string& path) {
-  auto d = on_call(FsOp::kRemoveAll, path);
-  if (d.action != Action::kNone) fail(FsOp::kRemoveAll, q(path), d.error);
-  inner_->remove_all(path);
+  check(FsOp::kRemoveAll, path, q(path));
+  ForwardingFileSystem::remove_all(path);
 }
 
 std::vector<std::string> FaultInjectingFileSystem::list_dir(const std::string& path) {
-  auto d = on_call(FsOp::kListDir, path);
-  if (d.action != Action::kNone) fail(FsOp::kListDir, q(path), d.error);
-  return inner_->list_dir(path);
+  check(FsOp::kListDir, path, q(path));
+  return ForwardingFileSystem::list_dir(path);
 }
 
 FileType FaultInjectingFileSystem::file_type(const std::string& path) {
-  auto d = on_call(FsOp::kFileType, path);
-  if (d.action != Action::kNone) fail(FsOp::kFileType, q(path), d.error);
-  return inner_->file_type(path);
+  check(FsOp::kFileType, path, q(path));
+  return ForwardingFileSystem::file_type(path);
 }
 
 uint64_t FaultInjectingFileSystem::file_size(const std::string& path) {
-  auto d = on_call(FsOp::kFileSize, path);
-  if (d.action != Action::kNone) fail(FsOp::kFileSize, q(path), d.error);
-  return inner_->file_size(path);
+  check(FsOp::kFileSize, path, q(path));
+  return ForwardingFileSystem::file_size(path);
 }
 
 void FaultInjectingFileSystem::fsync_dir(const std::string& path) {
-  auto d = on_call(FsOp::kFsyncDir, path);
-  if (d.action != Action::kNone) fail(FsOp::kFsyncDir, q(path), d.error);
-  inner_->fsync_dir(path);
+  check(FsOp::kFsyncDir, path, q(path));
+  ForwardingFileSystem::fsync_dir(path);
 }
 
 uint64_t FaultInjectingFileSystem::free_space(const std::string& path) {
-  auto d = on_call(FsOp::kFreeSpace, path);
-  if (d.action != Action::kNone) fail(FsOp::kFreeSpace, q(path), d.error);
-  return inner_->free_space(path);
+  check(FsOp::kFreeSpace, path, q(path));
+  return ForwardingFileSystem::free_space(path);
 }
 
 }  // namespace dcpp

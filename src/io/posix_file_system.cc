@@ -13,13 +13,12 @@
 
 #include "dcpp/error.h"
 #include "dcpp/io.h"
+#include "io/posix_file.h"
 
 namespace dcpp {
-namespace {
+namespace posix {
 
-// ENOENT is the one errno a caller reacts to differently (a missing
-// checkpoint, a missing file); everything else is an I/O failure.
-[[noreturn]] void throw_sys(const std::string& what, int err) {
+void throw_sys(const std::string& what, int err) {
   if (err == ENOENT) {
     throw Error(ErrorCode::kNotFound,
                 what + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")");
@@ -29,8 +28,36 @@ namespace {
 
 std::string quoted(const std::string& path) { return "'" + path + "'"; }
 
-std::string at_context(const FileHandle& file, size_t length, uint64_t offset) {
-  return quoted(file.path) + " at offset " + std::to_string(offset) + " length " + std::to_string(length);
+int open_file(const std::string& path, int flags, bool try_direct, bool& direct) {
+  flags |= O_CLOEXEC;
+  if (try_direct) {
+    int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
+    if (fd >= 0) {
+      direct = true;
+      return fd;
+    }
+    // tmpfs and some network file systems refuse O_DIRECT with EINVAL: fall
+    // back to buffered I/O rather than fail the save.
+    if (errno != EINVAL) throw_sys("open " + quoted(path) + " (O_DIRECT)", errno);
+  }
+  direct = false;
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) throw_sys("open " + quoted(path), errno);
+  return fd;
+}
+
+int write_flags(const OpenWriteOptions& options) {
+  int flags = O_WRONLY;
+  if (options.create) flags |= O_CREAT;
+  if (options.truncate) flags |= O_TRUNC;
+  if (options.exclusive) flags |= O_EXCL;
+  return flags;
+}
+
+namespace {
+
+std::string at_context(const std::string& path, size_t length, uint64_t offset) {
+  return quoted(path) + " at offset " + std::to_string(offset) + " length " + std::to_string(length);
 }
 
 // One read/write never asks the kernel for more than it will do in one call.
@@ -38,22 +65,91 @@ constexpr size_t kMaxTransfer = 0x7ffff000;
 
 }  // namespace
 
-void FileSystem::write_all(const FileHandle& file, const void* data, size_t length, uint64_t offset) {
+PosixRandomAccessFile::~PosixRandomAccessFile() { ::close(fd_); }
+
+size_t PosixRandomAccessFile::read(void* data, size_t length, uint64_t offset) {
+  for (;;) {
+    ssize_t n = ::pread(fd_, data, std::min(length, kMaxTransfer), static_cast<off_t>(offset));
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    throw_sys("pread " + at_context(path(), length, offset), errno);
+  }
+}
+
+uint64_t PosixRandomAccessFile::size() {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw_sys("fstat " + quoted(path()), errno);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+PosixWritableFile::~PosixWritableFile() {
+  // The error path: whatever failed first is what the caller reports.
+  if (fd_ >= 0) ::close(fd_);
+}
+
+size_t PosixWritableFile::write(const void* data, size_t length, uint64_t offset) {
+  for (;;) {
+    ssize_t n = ::pwrite(fd_, data, std::min(length, kMaxTransfer), static_cast<off_t>(offset));
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    throw_sys("pwrite " + at_context(path(), length, offset), errno);
+  }
+}
+
+void PosixWritableFile::sync() {
+  // fdatasync: the data and the length (needed to read the data back) are
+  // flushed; timestamps are not, and nothing here depends on them.
+  if (::fdatasync(fd_) != 0) throw_sys("fdatasync " + quoted(path()), errno);
+}
+
+void PosixWritableFile::truncate(uint64_t length) {
+  if (::ftruncate(fd_, static_cast<off_t>(length)) != 0) {
+    throw_sys("ftruncate " + quoted(path()) + " to " + std::to_string(length) + " bytes", errno);
+  }
+}
+
+void PosixWritableFile::close() {
+  if (fd_ < 0) return;
+  const int fd = fd_;
+  fd_ = -1;
+  // The descriptor is released even when close reports an error (Linux), so
+  // retrying would risk closing someone else's descriptor.
+  if (::close(fd) != 0 && errno != EINTR) throw_sys("close " + quoted(path()), errno);
+}
+
+}  // namespace posix
+
+using posix::quoted;
+using posix::throw_sys;
+
+size_t RandomAccessFile::read_full(void* data, size_t length, uint64_t offset) {
+  auto* p = static_cast<std::byte*>(data);
+  size_t total = 0;
+  while (total < length) {
+    size_t n = read(p + total, length - total, offset + total);
+    if (n == 0) break;  // end of file
+    total += n;
+  }
+  return total;
+}
+
+void WritableFile::write_all(const void* data, size_t length, uint64_t offset) {
   const auto* p = static_cast<const std::byte*>(data);
   int stalls = 0;
+  auto context = [&] {
+    return quoted(path()) + " at offset " + std::to_string(offset) + " length " + std::to_string(length);
+  };
   while (length > 0) {
-    size_t n = pwrite(file, p, length, offset);
-    if (n == 0) {
-      throw Error(ErrorCode::kIo, "pwrite " + at_context(file, length, offset) + " made no progress");
-    }
-    if (file.direct && n < length && n % kIoAlignment != 0) {
+    size_t n = write(p, length, offset);
+    if (n == 0) throw Error(ErrorCode::kIo, "pwrite " + context() + " made no progress");
+    if (direct() && n < length && n % kIoAlignment != 0) {
       // O_DIRECT needs page-aligned offsets: continuing at offset + n would
       // fail with EINVAL and hide the real cause (usually a full disk). Go
       // on from the last whole page instead, rewriting the partial one.
       n = n / kIoAlignment * kIoAlignment;
       if (n == 0) {
         if (++stalls > 8) {
-          throw Error(ErrorCode::kIo, "pwrite " + at_context(file, length, offset) +
+          throw Error(ErrorCode::kIo, "pwrite " + context() +
                                           ": direct-I/O writes keep coming back short of a whole page "
                                           "(is the file system full?)");
         }
@@ -65,17 +161,6 @@ void FileSystem::write_all(const FileHandle& file, const void* data, size_t leng
     offset += n;
     length -= n;
   }
-}
-
-size_t FileSystem::read_full(const FileHandle& file, void* data, size_t length, uint64_t offset) {
-  auto* p = static_cast<std::byte*>(data);
-  size_t total = 0;
-  while (total < length) {
-    size_t n = pread(file, p + total, length - total, offset + total);
-    if (n == 0) break;  // end of file
-    total += n;
-  }
-  return total;
 }
 
 void FileSystem::create_directories(const std::string& path) {
@@ -90,87 +175,16 @@ void FileSystem::create_directories(const std::string& path) {
   mkdir(path);
 }
 
-ScopedFile::~ScopedFile() {
-  if (handle_.valid()) {
-    try {
-      fs_->close(handle_);
-    } catch (...) {
-      // Already unwinding or the caller chose not to close explicitly.
-    }
-  }
+std::unique_ptr<RandomAccessFile> PosixFileSystem::open_read(const std::string& path, const OpenReadOptions& options) {
+  bool direct = false;
+  const int fd = posix::open_file(path, O_RDONLY, options.try_direct, direct);
+  return std::make_unique<posix::PosixRandomAccessFile>(path, fd, direct);
 }
 
-FileHandle PosixFileSystem::open(const std::string& path, const OpenFlags& flags) {
-  int mode;
-  if (flags.read && flags.write) {
-    mode = O_RDWR;
-  } else if (flags.write) {
-    mode = O_WRONLY;
-  } else {
-    mode = O_RDONLY;
-  }
-  int f = mode | O_CLOEXEC;
-  if (flags.create) f |= O_CREAT;
-  if (flags.truncate) f |= O_TRUNC;
-  if (flags.exclusive) f |= O_EXCL;
-  FileHandle handle;
-  handle.path = path;
-  if (flags.try_direct) {
-    int fd = ::open(path.c_str(), f | O_DIRECT, 0644);
-    if (fd >= 0) {
-      handle.fd = fd;
-      handle.direct = true;
-      return handle;
-    }
-    // tmpfs and some network file systems refuse O_DIRECT with EINVAL: fall
-    // back to buffered I/O rather than fail the save.
-    if (errno != EINVAL) throw_sys("open " + quoted(path) + " (O_DIRECT)", errno);
-  }
-  int fd = ::open(path.c_str(), f, 0644);
-  if (fd < 0) throw_sys("open " + quoted(path), errno);
-  handle.fd = fd;
-  return handle;
-}
-
-size_t PosixFileSystem::pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) {
-  for (;;) {
-    ssize_t n = ::pwrite(file.fd, data, std::min(length, kMaxTransfer), static_cast<off_t>(offset));
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno == EINTR) continue;
-    throw_sys("pwrite " + at_context(file, length, offset), errno);
-  }
-}
-
-size_t PosixFileSystem::pread(const FileHandle& file, void* data, size_t length, uint64_t offset) {
-  for (;;) {
-    ssize_t n = ::pread(file.fd, data, std::min(length, kMaxTransfer), static_cast<off_t>(offset));
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno == EINTR) continue;
-    throw_sys("pread " + at_context(file, length, offset), errno);
-  }
-}
-
-void PosixFileSystem::fsync(const FileHandle& file) {
-  if (::fsync(file.fd) != 0) throw_sys("fsync " + quoted(file.path), errno);
-}
-
-void PosixFileSystem::fdatasync(const FileHandle& file) {
-  if (::fdatasync(file.fd) != 0) throw_sys("fdatasync " + quoted(file.path), errno);
-}
-
-void PosixFileSystem::truncate(const FileHandle& file, uint64_t length) {
-  if (::ftruncate(file.fd, static_cast<off_t>(length)) != 0) {
-    throw_sys("ftruncate " + quoted(file.path) + " to " + std::to_string(length) + " bytes", errno);
-  }
-}
-
-void PosixFileSystem::close(FileHandle& file) {
-  if (!file.valid()) return;
-  int fd = file.fd;
-  file.fd = -1;
-  // The descriptor is released even when close reports an error (Linux), so
-  // retrying would risk closing someone else's descriptor.
-  if (::close(fd) != 0 && errno != EINTR) throw_sys("close " + quoted(file.path), errno);
+std::unique_ptr<WritableFile> PosixFileSystem::open_write(const std::string& path, const OpenWriteOptions& options) {
+  bool direct = false;
+  const int fd = posix::open_file(path, posix::write_flags(options), options.try_direct, direct);
+  return std::make_unique<posix::PosixWritableFile>(path, fd, direct);
 }
 
 void PosixFileSystem::rename(const std::string& from, const std::string& to) {

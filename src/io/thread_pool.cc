@@ -1,4 +1,4 @@
-#include "dcpp/io_thread_pool.h"
+#include "io/thread_pool.h"
 
 #include <algorithm>
 

@@ -15,6 +15,7 @@
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "support/distributed.h"
 
 namespace dcpp::testing {

@@ -71,9 +71,9 @@ TEST(interop_Zip, WriterOutputReadsBackAligned) {
   std::string prefix(100, 'x');  // the archive sits inside a larger file, as DCP items do
   spit(path, prefix + make_zip() + "tail");
   auto fs = default_file_system();
-  ScopedFile f(*fs, fs->open(path, OpenFlags::read_only()));
+  std::unique_ptr<RandomAccessFile> f = fs->open_read(path);
   const uint64_t len = make_zip().size();
-  torch_dcp::ZipReader z(*fs, f.get(), 100, len, "test");
+  torch_dcp::ZipReader z(*f, 100, len, "test");
   ASSERT_EQ(z.entries().size(), 2u);
   EXPECT_EQ(z.prefix(), "archive/");
   const auto* e = z.find("data/0");
@@ -88,8 +88,8 @@ TEST(interop_Zip, HostileArchives) {
   auto fs = default_file_system();
   auto open_zip = [&](const std::string& bytes) {
     spit(tmp.path() + "/z", bytes);
-    ScopedFile f(*fs, fs->open(tmp.path() + "/z", OpenFlags::read_only()));
-    torch_dcp::ZipReader z(*fs, f.get(), 0, bytes.size(), "z");
+    std::unique_ptr<RandomAccessFile> f = fs->open_read(tmp.path() + "/z");
+    torch_dcp::ZipReader z(*f, 0, bytes.size(), "z");
     for (const auto& e : z.entries()) z.read_all(e, 1 << 20);
   };
   EXPECT_EQ(code_of([&] { open_zip("not a zip at all, just some bytes...."); }), ErrorCode::kCorrupt);

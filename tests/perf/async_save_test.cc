@@ -17,9 +17,10 @@
 #include "dcpp/checkpoint.h"
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
+#include "dcpp/forwarding_file_system.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "support/distributed.h"
-#include "support/forwarding_file_system.h"
 
 namespace dcpp {
 namespace {
@@ -30,7 +31,7 @@ using testing::test_seed;
 
 // Forwards to POSIX, but an open of a data file ("data-") waits while the
 // gate is closed; tests can wait until a given file's open is waiting.
-class GatedFileSystem final : public testing::ForwardingFileSystem {
+class GatedFileSystem final : public ForwardingFileSystem {
  public:
   void open_gate() {
     std::lock_guard lock(mutex_);
@@ -52,17 +53,24 @@ class GatedFileSystem final : public testing::ForwardingFileSystem {
     return held_.size();
   }
 
-  FileHandle open(const std::string& path, const OpenFlags& flags) override {
-    if (path.find("data-") != std::string::npos) {
-      std::unique_lock lock(mutex_);
-      held_.insert(path);
-      cv_.notify_all();
-      cv_.wait(lock, [&] { return open_; });
-    }
-    return ForwardingFileSystem::open(path, flags);
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& path, const OpenReadOptions& options = {}) override {
+    gate(path);
+    return ForwardingFileSystem::open_read(path, options);
+  }
+  std::unique_ptr<WritableFile> open_write(const std::string& path, const OpenWriteOptions& options = {}) override {
+    gate(path);
+    return ForwardingFileSystem::open_write(path, options);
   }
 
  private:
+  void gate(const std::string& path) {
+    if (path.find("data-") == std::string::npos) return;
+    std::unique_lock lock(mutex_);
+    held_.insert(path);
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+
   std::mutex mutex_;
   std::condition_variable cv_;
   bool open_ = false;

@@ -16,11 +16,12 @@
 #include <vector>
 
 #include "dcpp/error.h"
+#include "dcpp/forwarding_file_system.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "storage/test_planners.h"
 #include "support/distributed.h"
-#include "support/forwarding_file_system.h"
 
 namespace dcpp {
 namespace {
@@ -47,20 +48,18 @@ std::string row_major_bytes(const Tensor& t) {
 
 // Forwards to POSIX; optionally refuses O_DIRECT (as tmpfs does) and records
 // the memory each pwrite came from.
-class RecordingFileSystem final : public testing::ForwardingFileSystem {
+class RecordingFileSystem final : public ForwardingFileSystem {
  public:
   explicit RecordingFileSystem(bool refuse_direct) : refuse_direct_(refuse_direct) {}
-  FileHandle open(const std::string& path, const OpenFlags& flags) override {
-    OpenFlags f = flags;
-    if (refuse_direct_) f.try_direct = false;
-    return ForwardingFileSystem::open(path, f);
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& path, const OpenReadOptions& options = {}) override {
+    OpenReadOptions o = options;
+    if (refuse_direct_) o.try_direct = false;
+    return ForwardingFileSystem::open_read(path, o);
   }
-  size_t pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) override {
-    {
-      std::lock_guard lock(mutex_);
-      writes.push_back({data, length, offset, file.direct});
-    }
-    return ForwardingFileSystem::pwrite(file, data, length, offset);
+  std::unique_ptr<WritableFile> open_write(const std::string& path, const OpenWriteOptions& options = {}) override {
+    OpenWriteOptions o = options;
+    if (refuse_direct_) o.try_direct = false;
+    return std::make_unique<RecordingFile>(*this, ForwardingFileSystem::open_write(path, o));
   }
 
   struct Write {
@@ -72,6 +71,22 @@ class RecordingFileSystem final : public testing::ForwardingFileSystem {
   std::vector<Write> writes;
 
  private:
+  class RecordingFile final : public ForwardingWritableFile {
+   public:
+    RecordingFile(RecordingFileSystem& fs, std::unique_ptr<WritableFile> f)
+        : ForwardingWritableFile(std::move(f)), fs_(fs) {}
+    size_t write(const void* data, size_t length, uint64_t offset) override {
+      {
+        std::lock_guard lock(fs_.mutex_);
+        fs_.writes.push_back({data, length, offset, direct()});
+      }
+      return ForwardingWritableFile::write(data, length, offset);
+    }
+
+   private:
+    RecordingFileSystem& fs_;
+  };
+
   bool refuse_direct_;
   std::mutex mutex_;
 };

@@ -17,6 +17,7 @@
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "support/distributed.h"
 
 namespace dcpp {

@@ -11,7 +11,7 @@
 #include <map>
 #include <memory>
 
-#include "dcpp/io_crash.h"
+#include "dcpp/testing/crash_file_system.h"
 #include "reliability/reliability_cases.h"
 #include "support/distributed.h"
 
@@ -189,16 +189,16 @@ TEST(reliability_Crash, CrashFileSystemDropsExactlyWhatIsNotDurable) {
   fs.mkdir(d);
   fs.fsync_dir(tmp.path());
   {
-    FileHandle f = fs.open(d + "/synced", OpenFlags::create_write());
-    fs.write_all(f, "abcdef", 6, 0);
-    fs.fsync(f);
-    fs.write_all(f, "ghij", 4, 6);  // not synced
-    fs.close(f);
+    std::unique_ptr<WritableFile> f = fs.open_write(d + "/synced");
+    f->write_all("abcdef", 6, 0);
+    f->sync();
+    f->write_all("ghij", 4, 6);  // not synced
+    f->close();
   }
   {
-    FileHandle f = fs.open(d + "/unsynced", OpenFlags::create_write());
-    fs.write_all(f, "xyz", 3, 0);
-    fs.close(f);
+    std::unique_ptr<WritableFile> f = fs.open_write(d + "/unsynced");
+    f->write_all("xyz", 3, 0);
+    f->close();
   }
   fs.fsync_dir(d);                                  // both entries durable
   fs.rename(d + "/unsynced", d + "/renamed");       // not durable

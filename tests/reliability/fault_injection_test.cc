@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "dcpp/io.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "reliability/reliability_cases.h"
 #include "support/distributed.h"
 
@@ -20,10 +21,10 @@ namespace {
 constexpr int kWorld = 4;
 
 // Every op a save may call; the ones with a count of zero on a rank are skipped.
-constexpr FsOp kSaveOps[] = {FsOp::kOpen,      FsOp::kPwrite,   FsOp::kFsync,     FsOp::kFdatasync,
-                             FsOp::kTruncate,  FsOp::kClose,    FsOp::kRename,    FsOp::kRenameExchange,
-                             FsOp::kMkdir,     FsOp::kRemove,   FsOp::kRemoveAll, FsOp::kListDir,
-                             FsOp::kFileType,  FsOp::kFileSize, FsOp::kFsyncDir,  FsOp::kFreeSpace};
+constexpr FsOp kSaveOps[] = {FsOp::kOpen,      FsOp::kPwrite,    FsOp::kSync,           FsOp::kTruncate,
+                             FsOp::kClose,     FsOp::kRename,    FsOp::kRenameExchange, FsOp::kMkdir,
+                             FsOp::kRemove,    FsOp::kRemoveAll, FsOp::kListDir,        FsOp::kFileType,
+                             FsOp::kFileSize,  FsOp::kFsyncDir,  FsOp::kFreeSpace};
 
 using Fis = std::shared_ptr<FaultInjectingFileSystem>;
 

@@ -16,6 +16,7 @@
 #include "dcpp/comm.h"
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
+#include "dcpp/forwarding_file_system.h"
 #include "reliability/kill_child.h"
 
 namespace {
@@ -40,61 +41,54 @@ std::string base(const std::string& path) {
 }
 
 // Logs each mutating call before it happens, then forwards it.
-class LoggingFileSystem final : public FileSystem {
+class LoggingFileSystem final : public ForwardingFileSystem {
  public:
-  FileHandle open(const std::string& p, const OpenFlags& f) override {
-    if (f.write) log_line("open " + base(p));
-    return inner_.open(p, f);
+  std::unique_ptr<WritableFile> open_write(const std::string& p, const OpenWriteOptions& o = {}) override {
+    log_line("open " + base(p));
+    return std::make_unique<LoggingFile>(ForwardingFileSystem::open_write(p, o));
   }
-  size_t pwrite(const FileHandle& f, const void* d, size_t n, uint64_t o) override {
-    log_line("pwrite " + base(f.path) + " " + std::to_string(n) + "@" + std::to_string(o));
-    return inner_.pwrite(f, d, n, o);
-  }
-  size_t pread(const FileHandle& f, void* d, size_t n, uint64_t o) override { return inner_.pread(f, d, n, o); }
-  void fsync(const FileHandle& f) override {
-    log_line("fsync " + base(f.path));
-    inner_.fsync(f);
-  }
-  void fdatasync(const FileHandle& f) override {
-    log_line("fdatasync " + base(f.path));
-    inner_.fdatasync(f);
-  }
-  void truncate(const FileHandle& f, uint64_t n) override {
-    log_line("truncate " + base(f.path));
-    inner_.truncate(f, n);
-  }
-  void close(FileHandle& f) override { inner_.close(f); }
   void rename(const std::string& a, const std::string& b) override {
     log_line("rename " + base(a) + " -> " + base(b));
-    inner_.rename(a, b);
+    ForwardingFileSystem::rename(a, b);
   }
   bool rename_exchange(const std::string& a, const std::string& b) override {
     log_line("exchange " + base(a) + " <-> " + base(b));
-    return inner_.rename_exchange(a, b);
+    return ForwardingFileSystem::rename_exchange(a, b);
   }
   bool mkdir(const std::string& p) override {
     log_line("mkdir " + base(p));
-    return inner_.mkdir(p);
+    return ForwardingFileSystem::mkdir(p);
   }
   bool remove(const std::string& p) override {
     log_line("remove " + base(p));
-    return inner_.remove(p);
+    return ForwardingFileSystem::remove(p);
   }
   void remove_all(const std::string& p) override {
     log_line("remove_all " + base(p));
-    inner_.remove_all(p);
+    ForwardingFileSystem::remove_all(p);
   }
-  std::vector<std::string> list_dir(const std::string& p) override { return inner_.list_dir(p); }
-  FileType file_type(const std::string& p) override { return inner_.file_type(p); }
-  uint64_t file_size(const std::string& p) override { return inner_.file_size(p); }
   void fsync_dir(const std::string& p) override {
     log_line("fsync_dir " + base(p));
-    inner_.fsync_dir(p);
+    ForwardingFileSystem::fsync_dir(p);
   }
-  uint64_t free_space(const std::string& p) override { return inner_.free_space(p); }
 
  private:
-  PosixFileSystem inner_;
+  class LoggingFile final : public ForwardingWritableFile {
+   public:
+    using ForwardingWritableFile::ForwardingWritableFile;
+    size_t write(const void* d, size_t n, uint64_t o) override {
+      log_line("pwrite " + base(path()) + " " + std::to_string(n) + "@" + std::to_string(o));
+      return ForwardingWritableFile::write(d, n, o);
+    }
+    void sync() override {
+      log_line("sync " + base(path()));
+      ForwardingWritableFile::sync();
+    }
+    void truncate(uint64_t n) override {
+      log_line("truncate " + base(path()));
+      ForwardingWritableFile::truncate(n);
+    }
+  };
 };
 
 }  // namespace

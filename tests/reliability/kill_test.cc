@@ -89,7 +89,7 @@ std::string phase_of(const std::vector<std::string>& log) {
   }
   if (has("mkdir")) return "preparing";
   if (has("pwrite") || has("open")) return "writing data";
-  if (has("fsync") || has("truncate")) return "syncing data";
+  if (has("sync") || has("truncate")) return "syncing data";
   return "other";
 }
 

@@ -13,6 +13,8 @@
 
 #include "dcpp/checkpoint.h"
 #include "dcpp/dtensor.h"
+#include "dcpp/forwarding_file_system.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "reliability/reliability_cases.h"
 #include "support/distributed.h"
 
@@ -24,39 +26,56 @@ constexpr auto kTimeout = std::chrono::seconds(60);
 
 // Forwards to the real file system; the chosen call throws a plain
 // std::runtime_error (not a dcpp::Error: a bug or a foreign library failing).
-class ThrowingFileSystem final : public FileSystem {
+class ThrowingFileSystem final : public ForwardingFileSystem {
  public:
   ThrowingFileSystem(FsOp op, int nth) : op_(op), nth_(nth) {}
-  FileHandle open(const std::string& p, const OpenFlags& f) override { hit(FsOp::kOpen); return inner_.open(p, f); }
-  size_t pwrite(const FileHandle& f, const void* d, size_t n, uint64_t o) override {
-    hit(FsOp::kPwrite);
-    return inner_.pwrite(f, d, n, o);
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& p, const OpenReadOptions& o = {}) override {
+    hit(FsOp::kOpen);
+    return std::make_unique<ReadFile>(*this, ForwardingFileSystem::open_read(p, o));
   }
-  size_t pread(const FileHandle& f, void* d, size_t n, uint64_t o) override {
-    // Mid-load: a read of a data file, not of the metadata.
-    if (f.path.find("data-") != std::string::npos) hit(FsOp::kPread);
-    return inner_.pread(f, d, n, o);
+  std::unique_ptr<WritableFile> open_write(const std::string& p, const OpenWriteOptions& o = {}) override {
+    hit(FsOp::kOpen);
+    return std::make_unique<WriteFile>(*this, ForwardingFileSystem::open_write(p, o));
   }
-  void fsync(const FileHandle& f) override { hit(FsOp::kFsync); inner_.fsync(f); }
-  void fdatasync(const FileHandle& f) override { inner_.fdatasync(f); }
-  void truncate(const FileHandle& f, uint64_t n) override { inner_.truncate(f, n); }
-  void close(FileHandle& f) override { inner_.close(f); }
-  void rename(const std::string& a, const std::string& b) override { hit(FsOp::kRename); inner_.rename(a, b); }
-  bool rename_exchange(const std::string& a, const std::string& b) override { return inner_.rename_exchange(a, b); }
-  bool mkdir(const std::string& p) override { return inner_.mkdir(p); }
-  bool remove(const std::string& p) override { return inner_.remove(p); }
-  void remove_all(const std::string& p) override { inner_.remove_all(p); }
-  std::vector<std::string> list_dir(const std::string& p) override { return inner_.list_dir(p); }
-  FileType file_type(const std::string& p) override { return inner_.file_type(p); }
-  uint64_t file_size(const std::string& p) override { return inner_.file_size(p); }
-  void fsync_dir(const std::string& p) override { inner_.fsync_dir(p); }
-  uint64_t free_space(const std::string& p) override { return inner_.free_space(p); }
+  void rename(const std::string& a, const std::string& b) override {
+    hit(FsOp::kRename);
+    ForwardingFileSystem::rename(a, b);
+  }
 
  private:
+  class ReadFile final : public ForwardingRandomAccessFile {
+   public:
+    ReadFile(ThrowingFileSystem& fs, std::unique_ptr<RandomAccessFile> f)
+        : ForwardingRandomAccessFile(std::move(f)), fs_(fs) {}
+    size_t read(void* d, size_t n, uint64_t o) override {
+      // Mid-load: a read of a data file, not of the metadata.
+      if (path().find("data-") != std::string::npos) fs_.hit(FsOp::kPread);
+      return ForwardingRandomAccessFile::read(d, n, o);
+    }
+
+   private:
+    ThrowingFileSystem& fs_;
+  };
+  class WriteFile final : public ForwardingWritableFile {
+   public:
+    WriteFile(ThrowingFileSystem& fs, std::unique_ptr<WritableFile> f)
+        : ForwardingWritableFile(std::move(f)), fs_(fs) {}
+    size_t write(const void* d, size_t n, uint64_t o) override {
+      fs_.hit(FsOp::kPwrite);
+      return ForwardingWritableFile::write(d, n, o);
+    }
+    void sync() override {
+      fs_.hit(FsOp::kSync);
+      ForwardingWritableFile::sync();
+    }
+
+   private:
+    ThrowingFileSystem& fs_;
+  };
+
   void hit(FsOp op) {
     if (op == op_ && ++seen_ == nth_) throw std::runtime_error("the rank's thread blew up in " + std::string(fs_op_name(op)));
   }
-  PosixFileSystem inner_;
   FsOp op_;
   int nth_;
   std::atomic<int> seen_{0};
@@ -98,7 +117,7 @@ TEST(reliability_RankFailure, RankThrowsMidSave) {
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   ASSERT_FALSE(save_seed(path, kWorld, Generation::kOld, nullptr)[0].threw);
-  for (FsOp op : {FsOp::kOpen, FsOp::kPwrite, FsOp::kFsync, FsOp::kRename}) {
+  for (FsOp op : {FsOp::kOpen, FsOp::kPwrite, FsOp::kSync, FsOp::kRename}) {
     for (int failing : {0, 2}) {
       if (op == FsOp::kRename && failing != 0) continue;  // only the coordinator renames
       const std::string what = "save, rank " + std::to_string(failing) + " throws in " + std::string(fs_op_name(op));

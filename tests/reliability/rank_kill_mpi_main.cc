@@ -20,6 +20,7 @@
 #include "dcpp/comm.h"
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
+#include "dcpp/forwarding_file_system.h"
 #include "dcpp/models.h"
 #include "dcpp/tp.h"
 
@@ -28,41 +29,39 @@ namespace {
 using namespace dcpp;
 
 // Dies (SIGKILL, no clean-up of any kind) at the first pwrite or pread of a data file.
-class KillingFileSystem final : public FileSystem {
+class KillingFileSystem final : public ForwardingFileSystem {
  public:
-  FileHandle open(const std::string& p, const OpenFlags& f) override { return inner_.open(p, f); }
-  size_t pwrite(const FileHandle& f, const void* d, size_t n, uint64_t o) override {
-    maybe_die(f.path);
-    return inner_.pwrite(f, d, n, o);
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& p, const OpenReadOptions& o = {}) override {
+    return std::make_unique<ReadFile>(ForwardingFileSystem::open_read(p, o));
   }
-  size_t pread(const FileHandle& f, void* d, size_t n, uint64_t o) override {
-    maybe_die(f.path);
-    return inner_.pread(f, d, n, o);
+  std::unique_ptr<WritableFile> open_write(const std::string& p, const OpenWriteOptions& o = {}) override {
+    return std::make_unique<WriteFile>(ForwardingFileSystem::open_write(p, o));
   }
-  void fsync(const FileHandle& f) override { inner_.fsync(f); }
-  void fdatasync(const FileHandle& f) override { inner_.fdatasync(f); }
-  void truncate(const FileHandle& f, uint64_t n) override { inner_.truncate(f, n); }
-  void close(FileHandle& f) override { inner_.close(f); }
-  void rename(const std::string& a, const std::string& b) override { inner_.rename(a, b); }
-  bool rename_exchange(const std::string& a, const std::string& b) override { return inner_.rename_exchange(a, b); }
-  bool mkdir(const std::string& p) override { return inner_.mkdir(p); }
-  bool remove(const std::string& p) override { return inner_.remove(p); }
-  void remove_all(const std::string& p) override { inner_.remove_all(p); }
-  std::vector<std::string> list_dir(const std::string& p) override { return inner_.list_dir(p); }
-  FileType file_type(const std::string& p) override { return inner_.file_type(p); }
-  uint64_t file_size(const std::string& p) override { return inner_.file_size(p); }
-  void fsync_dir(const std::string& p) override { inner_.fsync_dir(p); }
-  uint64_t free_space(const std::string& p) override { return inner_.free_space(p); }
 
  private:
-  void maybe_die(const std::string& path) {
+  static void maybe_die(const std::string& path) {
     if (path.find("data-") == std::string::npos) return;
     std::fprintf(stderr, "rank process %d: killing itself (SIGKILL) at its first I/O on %s\n", ::getpid(),
                  path.c_str());
     std::fflush(stderr);
     ::kill(::getpid(), SIGKILL);
   }
-  PosixFileSystem inner_;
+  class ReadFile final : public ForwardingRandomAccessFile {
+   public:
+    using ForwardingRandomAccessFile::ForwardingRandomAccessFile;
+    size_t read(void* d, size_t n, uint64_t o) override {
+      maybe_die(path());
+      return ForwardingRandomAccessFile::read(d, n, o);
+    }
+  };
+  class WriteFile final : public ForwardingWritableFile {
+   public:
+    using ForwardingWritableFile::ForwardingWritableFile;
+    size_t write(const void* d, size_t n, uint64_t o) override {
+      maybe_die(path());
+      return ForwardingWritableFile::write(d, n, o);
+    }
+  };
 };
 
 StateDict seed_model_state(const CommPtr& comm, bool new_generation) {

@@ -10,6 +10,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "storage/fs/block_reader.h"
 #include "storage/test_planners.h"
 #include "support/distributed.h"
@@ -394,10 +395,10 @@ TEST(storage_FsStorage, FailedSaveOverAnExistingCheckpointLeavesItIntact) {
   }
   expect_checkpoint_holds(path, old_g);
 
-  // Failures at each commit step: fsync of a data file, the metadata rename,
+  // Failures at each commit step: sync of a data file, the metadata rename,
   // the directory fsync, the exchange itself.
   std::vector<Fault> faults = {
-      {.op = FsOp::kFsync, .nth = 2, .error = EIO},
+      {.op = FsOp::kSync, .nth = 2, .error = EIO},
       {.op = FsOp::kRename, .nth = 1, .error = EIO, .path_contains = "dcpp.metadata"},
       {.op = FsOp::kFsyncDir, .nth = 1, .error = EIO},
       {.op = FsOp::kRenameExchange, .nth = 1, .error = EIO},

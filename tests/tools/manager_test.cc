@@ -12,10 +12,11 @@
 
 #include "dcpp/checkpoint_manager.h"
 #include "dcpp/error.h"
+#include "dcpp/forwarding_file_system.h"
 #include "dcpp/models.h"
+#include "dcpp/testing/fault_injecting_file_system.h"
 #include "dcpp/tp.h"
 #include "support/distributed.h"
-#include "support/forwarding_file_system.h"
 
 namespace dcpp::testing {
 namespace {

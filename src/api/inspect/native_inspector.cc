@@ -254,14 +254,13 @@ class NativeInspector final : public FormatInspector {
     AlignedBuffer buffer(static_cast<size_t>(std::min<uint64_t>(batch_blocks * bs, std::max<uint64_t>(total, 1))));
     AlignedBuffer padding(kIoAlignment);
     for (const auto& [file_path, list] : files) {
-      FileHandle handle;
+      std::unique_ptr<RandomAccessFile> file;
       try {
-        handle = fs.open(file_path, OpenFlags::read_only());
+        file = fs.open_read(file_path);
       } catch (const Error& e) {
         rep.io_error(e.message());
         continue;
       }
-      ScopedFile file(fs, handle);
       uint64_t pos = 0;  // end of the previous item
       for (const Item* item : list) {
         const StorageLocation& loc = *item->location;
@@ -269,7 +268,7 @@ class NativeInspector final : public FormatInspector {
           // The gap before the item must be zeros (it is at most 4095 bytes in a valid file).
           if (loc.byte_offset > pos && loc.byte_offset - pos < kIoAlignment) {
             const size_t gap = static_cast<size_t>(loc.byte_offset - pos);
-            const size_t got = fs.read_full(file.get(), padding.data(), gap, pos);
+            const size_t got = file->read_full(padding.data(), gap, pos);
             for (size_t i = 0; i < got; ++i) {
               if (padding.data()[i] != std::byte{0}) {
                 rep.problem(file_path, static_cast<int64_t>(pos + i),
@@ -283,8 +282,7 @@ class NativeInspector final : public FormatInspector {
             const uint64_t b1 = std::min(nblocks, b0 + batch_blocks);
             const uint64_t begin = b0 * bs;
             const uint64_t length = std::min(b1 * bs, loc.byte_length) - begin;
-            const size_t got = fs.read_full(file.get(), buffer.data(), static_cast<size_t>(length),
-                                            loc.byte_offset + begin);
+            const size_t got = file->read_full(buffer.data(), static_cast<size_t>(length), loc.byte_offset + begin);
             for (uint64_t b = b0; b < b1; ++b) {
               const uint64_t at = b * bs - begin;
               const uint64_t n = std::min(bs, loc.byte_length - b * bs);

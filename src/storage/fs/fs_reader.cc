@@ -37,16 +37,15 @@ Metadata read_fs_metadata(FileSystem& fs, const std::string& path) {
                                           ": the checkpoint is incomplete (a save did not finish) or it is not a "
                                           "dcpp checkpoint");
   }
-  ScopedFile f(fs, fs.open(meta_path, OpenFlags::read_only()));
+  std::unique_ptr<RandomAccessFile> f = fs.open_read(meta_path);
   const uint64_t size = fs.file_size(meta_path);
   std::vector<std::byte> bytes(static_cast<size_t>(size));
-  size_t got = fs.read_full(f.get(), bytes.data(), bytes.size(), 0);
+  size_t got = f->read_full(bytes.data(), bytes.size(), 0);
   if (got != size) {
     throw Error(ErrorCode::kCorrupt, "metadata file " + quoted(meta_path) + " ended at byte offset " +
                                          std::to_string(got) + " while reading its " + std::to_string(size) +
                                          " bytes");
   }
-  f.close();
   return decode_metadata(bytes.data(), bytes.size(), meta_path);
 }
 

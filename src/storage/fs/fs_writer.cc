@@ -10,7 +10,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
-#include "dcpp/io_thread_pool.h"
+#include "io/thread_pool.h"
 #include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
 
@@ -179,20 +179,15 @@ void stage_elements(const Tensor& src, uint64_t e0, uint64_t e1, DType dtype, st
 // straddle staging pieces.
 class UnitWriter {
  public:
-  UnitWriter(FileSystem& fs, const FileHandle& file, uint64_t block_size, size_t staging_bytes, bool need_staging)
+  UnitWriter(FileSystem& fs, WritableFile& file, uint64_t block_size, size_t staging_bytes, bool need_staging)
       : fs_(fs), file_(file), block_size_(block_size) {
     if (need_staging) staging_ = AlignedBuffer(std::max<size_t>(align_up(staging_bytes, kIoAlignment), kIoAlignment));
     state_ = XXH3_createState();
     if (!state_) throw Error(ErrorCode::kInternal, "cannot allocate an XXH3 state");
   }
-  ~UnitWriter() {
-    XXH3_freeState(state_);
-    try {
-      fs_.close(buffered_);
-    } catch (...) {
-      // The data file's own fsync and close report what matters.
-    }
-  }
+  // A buffered_ file left open closes silently: the data file's own sync
+  // and close report what matters.
+  ~UnitWriter() { XXH3_freeState(state_); }
   UnitWriter(const UnitWriter&) = delete;
   UnitWriter& operator=(const UnitWriter&) = delete;
 
@@ -200,7 +195,7 @@ class UnitWriter {
   uint64_t calls() const { return calls_; }
 
   void write(LaidOutItem& it, const WriteUnit& unit) {
-    const bool direct = file_.direct;
+    const bool direct = file_.direct();
     const uint64_t file_at = it.offset + unit.begin;
     const uint64_t length = unit.end - unit.begin;
     if (it.contiguous) {
@@ -245,21 +240,21 @@ class UnitWriter {
 
  private:
   void put(const void* data, uint64_t length, uint64_t offset) {
-    if (!file_.direct) {
-      fs_.write_all(file_, data, static_cast<size_t>(length), offset);
+    if (!file_.direct()) {
+      file_.write_all(data, static_cast<size_t>(length), offset);
       bytes_written_ += length;
       ++calls_;
       return;
     }
     // A direct write cut short inside a page cannot go on at that unaligned
     // offset (EINVAL): the rest goes through a buffered descriptor of the
-    // same file (disjoint ranges; the final fsync covers both).
+    // same file (disjoint ranges; the final sync covers both).
     const auto* p = static_cast<const std::byte*>(data);
     while (length > 0) {
-      const size_t n = fs_.pwrite(file_, p, static_cast<size_t>(length), offset);
+      const size_t n = file_.write(p, static_cast<size_t>(length), offset);
       ++calls_;
       if (n == 0) {
-        throw Error(ErrorCode::kIo, "pwrite '" + file_.path + "' at offset " + std::to_string(offset) + " length " +
+        throw Error(ErrorCode::kIo, "pwrite '" + file_.path() + "' at offset " + std::to_string(offset) + " length " +
                                         std::to_string(length) + " made no progress");
       }
       bytes_written_ += n;
@@ -267,8 +262,8 @@ class UnitWriter {
       offset += n;
       length -= n;
       if (length > 0 && n % kIoAlignment != 0) {
-        if (!buffered_.valid()) buffered_ = fs_.open(file_.path, OpenFlags{.read = false, .write = true});
-        fs_.write_all(buffered_, p, static_cast<size_t>(length), offset);
+        if (!buffered_) buffered_ = fs_.open_write(file_.path(), {.create = false, .truncate = false});
+        buffered_->write_all(p, static_cast<size_t>(length), offset);
         bytes_written_ += length;
         ++calls_;
         return;
@@ -303,11 +298,11 @@ class UnitWriter {
   }
 
   FileSystem& fs_;
-  const FileHandle& file_;
+  WritableFile& file_;
   uint64_t block_size_;
   AlignedBuffer staging_;
   XXH3_state_t* state_ = nullptr;
-  FileHandle buffered_;  // opened only after a direct write came back mid-page
+  std::unique_ptr<WritableFile> buffered_;  // opened only after a direct write came back mid-page
   uint64_t bytes_written_ = 0;
   uint64_t calls_ = 0;
 };
@@ -379,7 +374,7 @@ std::vector<WriteUnit> cut_units(const std::vector<LaidOutItem>& items, uint64_t
 // io_threads - 1 pool threads each take units in file order, so the disk
 // sees a few nearby sequential streams. Stops at the first failure and
 // rethrows it.
-void write_units(FileSystem& fs, const FileHandle& file, Layout& layout, const std::vector<WriteUnit>& units,
+void write_units(FileSystem& fs, WritableFile& file, Layout& layout, const std::vector<WriteUnit>& units,
                  const FileSystemWriterOptions& options, StorageIoStats& stats) {
   const size_t threads = std::max<size_t>(1, std::min(options.io_threads, units.size()));
   std::atomic<size_t> next{0};
@@ -448,21 +443,19 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   stats_ = {};
   if (plan.items.empty()) return {};
   const std::string file = data_file_name(rank_);
-  OpenFlags flags = OpenFlags::create_write();
-  flags.try_direct = options_.direct_io;
   wrote_data_file_ = true;
-  ScopedFile out(*fs_, fs_->open(join_path(staging_, file), flags));
-  const bool direct = out.get().direct;
+  std::unique_ptr<WritableFile> out = fs_->open_write(join_path(staging_, file), {.try_direct = options_.direct_io});
+  const bool direct = out->direct();
   stats_.direct = direct;
   stats_.buffered_fallback = options_.direct_io && !direct;
 
   Layout layout = lay_out_items(plan, planner, options_.block_size, direct);
-  write_units(*fs_, out.get(), layout, cut_units(layout.items, options_.block_size, options_.write_unit_bytes),
+  write_units(*fs_, *out, layout, cut_units(layout.items, options_.block_size, options_.write_unit_bytes),
               options_, stats_);
   // Direct writes rounded the last item up to a whole page: cut the file back.
-  if (direct && layout.end % kIoAlignment != 0) fs_->truncate(out.get(), layout.end);
-  fs_->fsync(out.get());
-  out.close();
+  if (direct && layout.end % kIoAlignment != 0) out->truncate(layout.end);
+  out->sync();
+  out->close();
   return make_results(layout, file);
 }
 
@@ -470,10 +463,10 @@ void FileSystemWriter::write_metadata_file(const Metadata& metadata) {
   std::vector<std::byte> bytes = encode_metadata(metadata);
   const std::string tmp = join_path(staging_, kTempMetadataName);
   {
-    ScopedFile f(*fs_, fs_->open(tmp, OpenFlags::create_write()));
-    fs_->write_all(f.get(), bytes.data(), bytes.size(), 0);
-    fs_->fsync(f.get());
-    f.close();
+    std::unique_ptr<WritableFile> f = fs_->open_write(tmp);
+    f->write_all(bytes.data(), bytes.size(), 0);
+    f->sync();
+    f->close();
   }
   fs_->rename(tmp, join_path(staging_, std::string(kMetadataFileName)));
   fs_->fsync_dir(staging_);

@@ -12,7 +12,7 @@
 
 #include "comm/rank_status.h"
 #include "dcpp/error.h"
-#include "dcpp/io_thread_pool.h"
+#include "io/thread_pool.h"
 #include "storage/fs/read_delivery.h"
 #include "storage/fs/read_execution.h"
 #include "storage/fs/read_plan.h"

@@ -96,10 +96,10 @@ class ReadEngine {
 
   // For the parts of the engine (read_execution.cc, read_delivery.cc).
   struct Handles {
-    FileHandle buffered;
-    FileHandle direct;  // opened with try_direct; .direct false after a fallback
+    std::unique_ptr<RandomAccessFile> buffered;
+    std::unique_ptr<RandomAccessFile> direct;  // opened with try_direct; direct() false after a fallback
   };
-  const FileHandle& file(const std::string& name, bool direct);
+  RandomAccessFile& file(const std::string& name, bool direct);
   // Reads file bytes [begin, end) into `dst`, which has room for the
   // page-aligned span around them when the handle is direct; returns the
   // pointer to byte `begin` inside dst.

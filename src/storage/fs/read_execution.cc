@@ -111,48 +111,36 @@ void start_reads(ReadEngine& engine, const ReadPlan& plan, Round& round, const s
 
 // ---- the file I/O ----
 
-ReadEngine::~ReadEngine() {
-  for (auto& [name, h] : files_) {
-    for (FileHandle* f : {&h.buffered, &h.direct}) {
-      try {
-        fs_->close(*f);
-      } catch (...) {
-        // Read-only descriptors: nothing to lose on a failed close.
-      }
-    }
-  }
-}
+ReadEngine::~ReadEngine() = default;
 
-const FileHandle& ReadEngine::file(const std::string& name, bool direct) {
+RandomAccessFile& ReadEngine::file(const std::string& name, bool direct) {
   std::lock_guard lock(mutex_);
   Handles& h = files_[name];
-  FileHandle& slot = direct ? h.direct : h.buffered;
-  if (slot.valid()) return slot;
+  std::unique_ptr<RandomAccessFile>& slot = direct ? h.direct : h.buffered;
+  if (slot) return *slot;
   const std::string path = join_path(directory_, name);
-  OpenFlags flags = OpenFlags::read_only();
-  flags.try_direct = direct;
   try {
-    slot = fs_->open(path, flags);
+    slot = fs_->open_read(path, {.try_direct = direct});
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kNotFound) throw;
     throw Error(ErrorCode::kCorrupt, "data file " + quoted(path) + " named by the metadata is missing (rank " +
                                          std::to_string(rank_) + ")");
   }
   if (direct) {
-    if (slot.direct) {
+    if (slot->direct()) {
       direct_used_ = true;
     } else {
       fallback_ = true;
     }
   }
-  return slot;
+  return *slot;
 }
 
 std::byte* ReadEngine::read_span(const std::string& key, const StorageLocation& loc, uint64_t begin, uint64_t end,
                                  std::byte* dst, bool direct) {
-  const FileHandle& handle = file(loc.file, direct);
+  RandomAccessFile& handle = file(loc.file, direct);
   uint64_t from = begin, to = end;
-  if (handle.direct) {
+  if (handle.direct()) {
     from = begin / kIoAlignment * kIoAlignment;
     to = align_up(end, kIoAlignment);
   }
@@ -161,7 +149,7 @@ std::byte* ReadEngine::read_span(const std::string& key, const StorageLocation& 
   // return 0 (read_full would).
   size_t got = 0;
   while (from + got < end) {
-    const size_t n = fs_->pread(handle, dst + got, static_cast<size_t>(to - from) - got, from + got);
+    const size_t n = handle.read(dst + got, static_cast<size_t>(to - from) - got, from + got);
     ++io_calls_;
     if (n == 0) break;
     got += n;

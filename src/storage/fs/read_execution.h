@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "dcpp/io.h"
-#include "dcpp/io_thread_pool.h"
+#include "io/thread_pool.h"
 #include "storage/fs/read_delivery.h"
 #include "storage/fs/read_plan.h"
 

@@ -85,9 +85,9 @@ void abort_staging(FileSystem& fs, const std::string& path) noexcept {
   }
 }
 
-void read_strided_box(FileSystem& fs, const FileHandle& file, const std::string& source, uint64_t base,
-                      uint64_t limit, DType dtype, const Shape& strides, int64_t storage_offset,
-                      const Shape& box_offsets, const Shape& box_lengths, const Tensor& dest) {
+void read_strided_box(RandomAccessFile& file, const std::string& source, uint64_t base, uint64_t limit,
+                     DType dtype, const Shape& strides, int64_t storage_offset, const Shape& box_offsets,
+                     const Shape& box_lengths, const Tensor& dest) {
   const size_t nd = box_lengths.size();
   if (shape_numel(box_lengths) == 0) return;
   const uint64_t elem = dtype_size(dtype);
@@ -118,12 +118,12 @@ void read_strided_box(FileSystem& fs, const FileHandle& file, const std::string&
       Shape o = box_offsets, l = box_lengths;
       o[0] += i;
       l[0] = 1;
-      read_strided_box(fs, file, source, base, limit, dtype, strides, storage_offset, o, l, dest.narrow(0, i, 1));
+      read_strided_box(file, source, base, limit, dtype, strides, storage_offset, o, l, dest.narrow(0, i, 1));
     }
     return;
   }
   AlignedBuffer buffer(static_cast<size_t>(span));
-  const size_t got = fs.read_full(file, buffer.data(), static_cast<size_t>(span), base + first * elem);
+  const size_t got = file.read_full(buffer.data(), static_cast<size_t>(span), base + first * elem);
   if (got != span) {
     throw Error(ErrorCode::kCorrupt, source + ": the file ends at byte offset " +
                                          std::to_string(base + first * elem + got) + ", before the tensor's bytes end");
@@ -132,8 +132,8 @@ void read_strided_box(FileSystem& fs, const FileHandle& file, const std::string&
   Tensor(dest).copy_from(view);
 }
 
-void write_at(FileSystem& fs, const FileHandle& file, const void* data, size_t length, uint64_t offset) {
-  if (length > 0) fs.write_all(file, data, length, offset);
+void write_at(WritableFile& file, const void* data, size_t length, uint64_t offset) {
+  if (length > 0) file.write_all(data, length, offset);
 }
 
 std::string json_string(const std::string& s) {

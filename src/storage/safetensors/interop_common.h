@@ -33,12 +33,12 @@ void abort_staging(FileSystem& fs, const std::string& path) noexcept;
 // storage_offset + sum(i_d * strides[d])), into `dest` (converting dtype).
 // Every touched byte must lie below base + limit (Error(kCorrupt) naming
 // `source` otherwise). Reads the touched span in pieces of bounded size.
-void read_strided_box(FileSystem& fs, const FileHandle& file, const std::string& source, uint64_t base,
-                      uint64_t limit, DType dtype, const Shape& strides, int64_t storage_offset,
-                      const Shape& box_offsets, const Shape& box_lengths, const Tensor& dest);
+void read_strided_box(RandomAccessFile& file, const std::string& source, uint64_t base, uint64_t limit,
+                     DType dtype, const Shape& strides, int64_t storage_offset, const Shape& box_offsets,
+                     const Shape& box_lengths, const Tensor& dest);
 
 // Writes the whole of `data` at `offset` (Error(kIo) on failure).
-void write_at(FileSystem& fs, const FileHandle& file, const void* data, size_t length, uint64_t offset);
+void write_at(WritableFile& file, const void* data, size_t length, uint64_t offset);
 
 // Numbers as decimal text, and a JSON string literal.
 std::string json_string(const std::string& s);

@@ -165,11 +165,11 @@ SafetensorsHeader parse_safetensors_header(std::string_view json, uint64_t file_
 }
 
 SafetensorsHeader read_safetensors_header(FileSystem& fs, const std::string& path) {
-  ScopedFile f(fs, fs.open(path, OpenFlags::read_only()));
+  std::unique_ptr<RandomAccessFile> f = fs.open_read(path);
   const uint64_t size = fs.file_size(path);
   if (size < 8) corrupt(path, "file of " + std::to_string(size) + " bytes is too short for a header length");
   unsigned char len_bytes[8];
-  if (fs.read_full(f.get(), len_bytes, 8, 0) != 8) corrupt(path, "cannot read the header length");
+  if (f->read_full(len_bytes, 8, 0) != 8) corrupt(path, "cannot read the header length");
   uint64_t len = 0;
   for (int i = 0; i < 8; ++i) len |= static_cast<uint64_t>(len_bytes[i]) << (8 * i);
   if (len > kMaxSafetensorsHeader) {
@@ -180,8 +180,7 @@ SafetensorsHeader read_safetensors_header(FileSystem& fs, const std::string& pat
                       "-byte file");
   }
   std::string json(static_cast<size_t>(len), '\0');
-  if (fs.read_full(f.get(), json.data(), json.size(), 8) != len) corrupt(path, "file ends inside the header");
-  f.close();
+  if (f->read_full(json.data(), json.size(), 8) != len) corrupt(path, "file ends inside the header");
   return parse_safetensors_header(json, size, path);
 }
 
@@ -219,11 +218,11 @@ std::vector<uint64_t> write_safetensors_file(FileSystem& fs, const std::string& 
   // Pad with spaces so the data section starts 8-byte aligned (as Hugging Face's writer does).
   while ((8 + json.size()) % 8) json.push_back(' ');
   const uint64_t data_start = 8 + json.size();
-  ScopedFile f(fs, fs.open(path, OpenFlags::create_write()));
+  std::unique_ptr<WritableFile> f = fs.open_write(path);
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((json.size() >> (8 * i)) & 0xff);
-  interop::write_at(fs, f.get(), len, 8, 0);
-  interop::write_at(fs, f.get(), json.data(), json.size(), 8);
+  interop::write_at(*f, len, 8, 0);
+  interop::write_at(*f, json.data(), json.size(), 8);
   std::vector<uint64_t> offsets;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
@@ -235,10 +234,10 @@ std::vector<uint64_t> write_safetensors_file(FileSystem& fs, const std::string& 
     if (data.dtype() != t.dtype) data = data.to(t.dtype);
     if (!data.is_contiguous()) data = data.contiguous();
     offsets.push_back(data_start + rel[i]);
-    if (data.nbytes() > 0) interop::write_at(fs, f.get(), data.data_ptr(), data.nbytes(), data_start + rel[i]);
+    if (data.nbytes() > 0) interop::write_at(*f, data.data_ptr(), data.nbytes(), data_start + rel[i]);
   }
-  fs.fsync(f.get());
-  f.close();
+  f->sync();
+  f->close();
   return offsets;
 }
 
@@ -341,10 +340,10 @@ std::vector<FullLayoutFile> write_full_layout(FileSystem& fs, const std::string&
   const std::string index = "{\"metadata\":{\"total_size\":" + std::to_string(total) + "},\"weight_map\":{" +
                             weight_map + "}}\n";
   const std::string index_path = interop::join(dir, std::string(kSafetensorsIndexName));
-  ScopedFile f(fs, fs.open(index_path, OpenFlags::create_write()));
-  interop::write_at(fs, f.get(), index.data(), index.size(), 0);
-  fs.fsync(f.get());
-  f.close();
+  std::unique_ptr<WritableFile> f = fs.open_write(index_path);
+  interop::write_at(*f, index.data(), index.size(), 0);
+  f->sync();
+  f->close();
   return files;
 }
 

@@ -222,23 +222,14 @@ void SafetensorsWriter::abort() noexcept {
 
 struct SafetensorsReader::Impl {
   std::string dir;
-  std::map<std::string, FileHandle> handles;
+  std::map<std::string, std::unique_ptr<RandomAccessFile>> handles;
   std::map<std::string, std::pair<ValueKind, Bytes>> values;
   std::optional<Metadata> metadata;
   FileSystem* fs = nullptr;
-  ~Impl() {
-    for (auto& [n, h] : handles) {
-      try {
-        fs->close(h);
-      } catch (...) {
-        // read-only descriptors
-      }
-    }
-  }
-  const FileHandle& handle(const std::string& name) {
+  RandomAccessFile& handle(const std::string& name) {
     auto it = handles.find(name);
-    if (it != handles.end()) return it->second;
-    return handles.emplace(name, fs->open(interop::join(dir, name), OpenFlags::read_only())).first->second;
+    if (it != handles.end()) return *it->second;
+    return *handles.emplace(name, fs->open_read(interop::join(dir, name))).first->second;
   }
 };
 
@@ -372,8 +363,8 @@ Metadata SafetensorsReader::read_metadata() {
     if (size > kMaxSafetensorsHeader) throw Error(ErrorCode::kCorrupt, index_path + " is too large");
     std::string text(static_cast<size_t>(size), '\0');
     {
-      ScopedFile f(*fs_, fs_->open(index_path, OpenFlags::read_only()));
-      if (fs_->read_full(f.get(), text.data(), text.size(), 0) != size) {
+      std::unique_ptr<RandomAccessFile> f = fs_->open_read(index_path);
+      if (f->read_full(text.data(), text.size(), 0) != size) {
         throw Error(ErrorCode::kCorrupt, index_path + ": short read");
       }
     }
@@ -419,7 +410,7 @@ void SafetensorsReader::read_data(const LoadPlan& plan, LoadPlanner& planner) {
     }
     const ChunkMeta& c = it->second.chunks[item.chunk_index];
     Tensor dest = planner.resolve_tensor(item);
-    interop::read_strided_box(*fs_, impl_->handle(c.location.file),
+    interop::read_strided_box(impl_->handle(c.location.file),
                               "safetensors file " + interop::join(impl_->dir, c.location.file) + ", tensor '" +
                                   item.fqn + "'",
                               c.location.byte_offset, c.location.byte_length, it->second.dtype,

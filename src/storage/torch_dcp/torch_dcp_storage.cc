@@ -49,10 +49,10 @@ std::vector<WriteResult> TorchDcpWriter::write_data(const SavePlan& plan, SavePl
   if (plan.items.empty()) return results;
   const std::string name = distcp_name(rank_);
   const std::string file = interop::join(staging_path(path_), name);
-  ScopedFile out(*fs_, fs_->open(file, OpenFlags::create_write()));
+  std::unique_ptr<WritableFile> out = fs_->open_write(file);
   uint64_t at = 0;
   auto sink = [&](const void* data, size_t length) {
-    interop::write_at(*fs_, out.get(), data, length, at);
+    interop::write_at(*out, data, length, at);
     at += length;
   };
   for (const WriteItem& item : plan.items) {
@@ -79,8 +79,8 @@ std::vector<WriteResult> TorchDcpWriter::write_data(const SavePlan& plan, SavePl
     r.location.byte_length = at - start;
     results.push_back(std::move(r));
   }
-  fs_->fsync(out.get());
-  out.close();
+  out->sync();
+  out->close();
   return results;
 }
 
@@ -110,10 +110,10 @@ void TorchDcpWriter::finish(Metadata metadata, const std::vector<std::vector<Wri
   const std::string staging = staging_path(path_);
   const std::string tmp = interop::join(staging, ".metadata.tmp");
   {
-    ScopedFile f(*fs_, fs_->open(tmp, OpenFlags::create_write()));
-    interop::write_at(*fs_, f.get(), bytes.data(), bytes.size(), 0);
-    fs_->fsync(f.get());
-    f.close();
+    std::unique_ptr<WritableFile> f = fs_->open_write(tmp);
+    interop::write_at(*f, bytes.data(), bytes.size(), 0);
+    f->sync();
+    f->close();
   }
   fs_->rename(tmp, interop::join(staging, std::string(kTorchDcpMetadataName)));
   interop::commit_staging(*fs_, path_);
@@ -127,19 +127,10 @@ void TorchDcpWriter::abort() noexcept {
 
 struct TorchDcpReader::Impl {
   FileSystem* fs = nullptr;
-  std::map<std::string, FileHandle> handles;
+  std::map<std::string, std::unique_ptr<RandomAccessFile>> handles;
   std::map<std::pair<std::string, uint64_t>, SavedTensor> tensors;  // (file, offset) → parsed archive
   std::map<std::string, Bytes> values;                              // decoded value bytes
   std::optional<Metadata> metadata;
-  ~Impl() {
-    for (auto& [n, h] : handles) {
-      try {
-        fs->close(h);
-      } catch (...) {
-        // read-only descriptors
-      }
-    }
-  }
 };
 
 TorchDcpReader::TorchDcpReader(std::string path, TorchDcpReaderOptions options)
@@ -153,19 +144,19 @@ void TorchDcpReader::set_up(int rank, int world_size, bool is_coordinator) { ran
 
 namespace {
 
-const FileHandle& open_data(FileSystem& fs, std::map<std::string, FileHandle>& handles, const std::string& dir,
-                            const std::string& name) {
+RandomAccessFile& open_data(FileSystem& fs, std::map<std::string, std::unique_ptr<RandomAccessFile>>& handles,
+                            const std::string& dir, const std::string& name) {
   auto it = handles.find(name);
-  if (it != handles.end()) return it->second;
-  FileHandle h;
+  if (it != handles.end()) return *it->second;
+  std::unique_ptr<RandomAccessFile> h;
   try {
-    h = fs.open(interop::join(dir, name), OpenFlags::read_only());
+    h = fs.open_read(interop::join(dir, name));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kNotFound) throw;
     throw Error(ErrorCode::kCorrupt, "data file " + interop::quoted(interop::join(dir, name)) +
                                          " named by the .metadata is missing");
   }
-  return handles.emplace(name, std::move(h)).first->second;
+  return *handles.emplace(name, std::move(h)).first->second;
 }
 
 }  // namespace
@@ -188,16 +179,16 @@ Metadata TorchDcpReader::read_metadata() {
   }
   std::vector<std::byte> bytes(static_cast<size_t>(size));
   {
-    ScopedFile f(*fs_, fs_->open(meta_path, OpenFlags::read_only()));
-    if (fs_->read_full(f.get(), bytes.data(), bytes.size(), 0) != size) {
+    std::unique_ptr<RandomAccessFile> f = fs_->open_read(meta_path);
+    if (f->read_full(bytes.data(), bytes.size(), 0) != size) {
       throw Error(ErrorCode::kCorrupt, meta_path + ": short read");
     }
   }
   Metadata md = decode_dcp_metadata(bytes.data(), bytes.size(), meta_path);
   // Values: decode each item now so that its kind is known.
   for (auto& [key, v] : md.values) {
-    const FileHandle& h = open_data(*fs_, impl_->handles, path_, v.location.file);
-    SavedValue sv = parse_value_archive(*fs_, h, v.location.byte_offset, v.location.byte_length,
+    RandomAccessFile& h = open_data(*fs_, impl_->handles, path_, v.location.file);
+    SavedValue sv = parse_value_archive(h, v.location.byte_offset, v.location.byte_length,
                                         options_.max_value_bytes,
                                         v.location.file + " at byte offset " + std::to_string(v.location.byte_offset) +
                                             " (value '" + key + "')");
@@ -224,14 +215,14 @@ void TorchDcpReader::read_data(const LoadPlan& plan, LoadPlanner& planner) {
                                             " of tensor '" + item.fqn + "'");
     }
     const ChunkMeta& c = it->second.chunks[item.chunk_index];
-    const FileHandle& h = open_data(*fs_, impl_->handles, path_, c.location.file);
+    RandomAccessFile& h = open_data(*fs_, impl_->handles, path_, c.location.file);
     const std::string source = c.location.file + " at byte offset " + std::to_string(c.location.byte_offset) +
                                " (tensor '" + item.fqn + "' chunk " + shape_to_string(c.offsets) + ", rank " +
                                std::to_string(rank_) + ")";
     auto key = std::make_pair(c.location.file, c.location.byte_offset);
     auto cached = impl_->tensors.find(key);
     if (cached == impl_->tensors.end()) {
-      SavedTensor t = parse_tensor_archive(*fs_, h, c.location.byte_offset, c.location.byte_length, source);
+      SavedTensor t = parse_tensor_archive(h, c.location.byte_offset, c.location.byte_length, source);
       if (t.sizes != c.sizes) {
         throw Error(ErrorCode::kCorrupt, source + ": the archive holds a tensor of size " + shape_to_string(t.sizes) +
                                              ", the .metadata says " + shape_to_string(c.sizes));
@@ -244,7 +235,7 @@ void TorchDcpReader::read_data(const LoadPlan& plan, LoadPlanner& planner) {
     }
     const SavedTensor& t = cached->second;
     Tensor dest = planner.resolve_tensor(item);
-    interop::read_strided_box(*fs_, h, source, t.data_offset, t.data_length, t.dtype, t.strides, t.storage_offset,
+    interop::read_strided_box(h, source, t.data_offset, t.data_length, t.dtype, t.strides, t.storage_offset,
                               item.storage_offsets, item.lengths, dest);
   }
 }

@@ -140,9 +140,8 @@ bool dtype_from_torch_attr(std::string_view name, DType& dtype) {
   return false;
 }
 
-SavedTensor parse_tensor_archive(FileSystem& fs, const FileHandle& file, uint64_t base, uint64_t length,
-                                 const std::string& source) {
-  ZipReader zip(fs, file, base, length, source);
+SavedTensor parse_tensor_archive(RandomAccessFile& file, uint64_t base, uint64_t length, const std::string& source) {
+  ZipReader zip(file, base, length, source);
   const ZipEntry* pkl = zip.find("data.pkl");
   if (!pkl) throw Error(ErrorCode::kCorrupt, "torch.save archive " + source + " has no data.pkl entry");
   if (const ZipEntry* bo = zip.find("byteorder")) {
@@ -224,13 +223,13 @@ SavedTensor parse_tensor_archive(FileSystem& fs, const FileHandle& file, uint64_
   return t;
 }
 
-SavedValue parse_value_archive(FileSystem& fs, const FileHandle& file, uint64_t base, uint64_t length,
-                               uint64_t max_bytes, const std::string& source) {
+SavedValue parse_value_archive(RandomAccessFile& file, uint64_t base, uint64_t length, uint64_t max_bytes,
+                              const std::string& source) {
   if (length > max_bytes) {
     throw Error(ErrorCode::kCorrupt, "value item " + source + " of " + std::to_string(length) +
                                          " bytes exceeds the limit of " + std::to_string(max_bytes));
   }
-  ZipReader zip(fs, file, base, length, source);
+  ZipReader zip(file, base, length, source);
   const ZipEntry* pkl = zip.find("data.pkl");
   if (!pkl) throw Error(ErrorCode::kCorrupt, "torch.save archive " + source + " has no data.pkl entry");
   const auto bytes = zip.read_all(*pkl, kMaxPickleBytes);
@@ -268,7 +267,7 @@ SavedValue parse_value_archive(FileSystem& fs, const FileHandle& file, uint64_t 
   }
   v.kind = ValueKind::kBytes;
   v.encoded.resize(length);
-  if (length > 0 && fs.read_full(file, v.encoded.data(), length, base) != length) {
+  if (length > 0 && file.read_full(v.encoded.data(), length, base) != length) {
     throw Error(ErrorCode::kCorrupt, "value item " + source + ": the file ends before the item's end");
   }
   return v;

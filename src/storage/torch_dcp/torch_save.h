@@ -32,8 +32,7 @@ struct SavedTensor {
 };
 
 // The archive lies at [base, base + length) of `file`. `source` names it in errors.
-SavedTensor parse_tensor_archive(FileSystem& fs, const FileHandle& file, uint64_t base, uint64_t length,
-                                 const std::string& source);
+SavedTensor parse_tensor_archive(RandomAccessFile& file, uint64_t base, uint64_t length, const std::string& source);
 
 // A plain value: int → kInt64, float → kDouble, bool → kBool, str → kString,
 // bytes → kBytes (its bytes); anything else → kBytes holding the whole raw archive.
@@ -41,8 +40,8 @@ struct SavedValue {
   ValueKind kind = ValueKind::kBytes;
   Bytes encoded;  // as dcpp's encode_value encodes the value
 };
-SavedValue parse_value_archive(FileSystem& fs, const FileHandle& file, uint64_t base, uint64_t length,
-                               uint64_t max_bytes, const std::string& source);
+SavedValue parse_value_archive(RandomAccessFile& file, uint64_t base, uint64_t length, uint64_t max_bytes,
+                              const std::string& source);
 
 // torch.save archives in memory-free form: the writer's sink receives the bytes.
 // `tensor` must be contiguous; it is written as a storage of its numel elements.

@@ -79,8 +79,8 @@ uint32_t crc32(const void* data, size_t length, uint32_t crc) {
 
 // ---- reader ----
 
-ZipReader::ZipReader(FileSystem& fs, const FileHandle& file, uint64_t base, uint64_t length, std::string source)
-    : fs_(fs), file_(file), base_(base), length_(length), source_(std::move(source)) {
+ZipReader::ZipReader(RandomAccessFile& file, uint64_t base, uint64_t length, std::string source)
+    : file_(file), base_(base), length_(length), source_(std::move(source)) {
   parse();
 }
 
@@ -90,7 +90,7 @@ void ZipReader::read_raw(uint64_t offset, void* out, uint64_t length, const char
                                          std::to_string(offset) + " (+" + std::to_string(length) +
                                          " bytes) lies past the archive's end at " + std::to_string(length_));
   }
-  size_t got = fs_.read_full(file_, out, static_cast<size_t>(length), base_ + offset);
+  size_t got = file_.read_full(out, static_cast<size_t>(length), base_ + offset);
   if (got != length) {
     throw Error(ErrorCode::kCorrupt, "zip archive " + source_ + ": the file ends at byte offset " +
                                          std::to_string(base_ + offset + got) + " while reading the " + what +

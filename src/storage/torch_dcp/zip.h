@@ -36,7 +36,7 @@ class ZipReader {
  public:
   // The archive occupies [base, base + length) of `file`; `source` names it
   // in error messages ("__0_0.distcp at byte offset 123").
-  ZipReader(FileSystem& fs, const FileHandle& file, uint64_t base, uint64_t length, std::string source);
+  ZipReader(RandomAccessFile& file, uint64_t base, uint64_t length, std::string source);
 
   const std::vector<ZipEntry>& entries() const { return entries_; }
   // The entry whose name ends with "/" + suffix (torch.save prefixes every
@@ -53,8 +53,7 @@ class ZipReader {
   void read_raw(uint64_t offset, void* out, uint64_t length, const char* what) const;
   void parse();
 
-  FileSystem& fs_;
-  const FileHandle& file_;
+  RandomAccessFile& file_;
   uint64_t base_;
   uint64_t length_;
   std::string source_;

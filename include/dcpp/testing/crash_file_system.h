@@ -3,11 +3,11 @@
 //
 // It tracks what a real disk would keep after a power loss, in the manner of
 // leveldb's fault-injection environment: a file's bytes are durable up to
-// the length it had at its last fsync/fdatasync; a directory entry change
+// the length it had at its last WritableFile::sync(); a directory entry change
 // (a file created, a directory made, a rename, an exchange, a removal) is
 // durable once every directory it touched has been fsynced (fsync_dir)
-// after it. crash_at_step(k) makes the k-th mutating call (open for
-// writing, pwrite, fsync, fdatasync, truncate, rename, rename_exchange,
+// after it. crash_at_step(k) makes the k-th mutating call (open_write, and
+// write, sync and truncate on a file it opened; rename, rename_exchange,
 // mkdir, remove, fsync_dir; counted from the arming, over all threads)
 // and every later call of any kind fail with Error(kIo) "simulated machine
 // crash" without touching the disk: the machine is gone, so the failure
@@ -26,7 +26,8 @@
 //
 // Ownership: the object owns the descriptors it holds for tracking (closed at
 // simulate_crash, make_all_durable and destruction) and the trash directory
-// (removed at destruction). Thread-safety: every method may be called from
+// (removed at destruction). The files it opens refer to it and must be
+// destroyed before it. Thread-safety: every method may be called from
 // several threads; entry changes are serialised by one mutex, data writes
 // are not. simulate_crash() and make_all_durable() must not run concurrently
 // with other calls.
@@ -42,6 +43,7 @@
 #include <vector>
 
 #include "dcpp/io.h"
+#include "dcpp/testing/fs_op.h"
 
 namespace dcpp {
 
@@ -76,13 +78,8 @@ class CrashFileSystem final : public FileSystem {
   // as a file system without RENAME_EXCHANGE does).
   void set_rename_exchange_supported(bool supported) { exchange_supported_ = supported; }
 
-  FileHandle open(const std::string& path, const OpenFlags& flags) override;
-  size_t pwrite(const FileHandle& file, const void* data, size_t length, uint64_t offset) override;
-  size_t pread(const FileHandle& file, void* data, size_t length, uint64_t offset) override;
-  void fsync(const FileHandle& file) override;
-  void fdatasync(const FileHandle& file) override;
-  void truncate(const FileHandle& file, uint64_t length) override;
-  void close(FileHandle& file) override;
+  std::unique_ptr<RandomAccessFile> open_read(const std::string& path, const OpenReadOptions& options = {}) override;
+  std::unique_ptr<WritableFile> open_write(const std::string& path, const OpenWriteOptions& options = {}) override;
   void rename(const std::string& from, const std::string& to) override;
   bool rename_exchange(const std::string& a, const std::string& b) override;
   bool mkdir(const std::string& path) override;
@@ -98,6 +95,8 @@ class CrashFileSystem final : public FileSystem {
   struct Dir;      // a directory held open by inode
   struct Pending;  // one entry change not yet durable
   struct Tracked;  // a file opened for writing
+  class ReadFile;
+  class WriteFile;
   using DirPtr = std::shared_ptr<Dir>;
 
   // Counts a mutating call; throws the crash error when it is the armed one.
@@ -107,7 +106,7 @@ class CrashFileSystem final : public FileSystem {
   DirPtr dir_of(const std::string& path);  // the parent directory of `path`, held
   DirPtr dir_at(const std::string& dir_path);
   void track_file(int fd, bool truncated_or_new);
-  void sync_file(FsOp op, const FileHandle& file);
+  void sync_file(int fd, const std::string& path);
   void release_all();
 
   std::string trash_;
