@@ -1,4 +1,4 @@
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 
 namespace dcpp {
 

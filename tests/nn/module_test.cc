@@ -7,7 +7,7 @@
 #include <random>
 
 #include "dcpp/error.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/nn.h"
 #include "support/distributed.h"
 

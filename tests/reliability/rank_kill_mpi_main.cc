@@ -20,7 +20,7 @@
 #include "dcpp/comm.h"
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/tp.h"
 
 namespace {

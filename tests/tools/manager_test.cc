@@ -12,7 +12,7 @@
 
 #include "dcpp/checkpoint_manager.h"
 #include "dcpp/error.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/tp.h"
 #include "support/distributed.h"
 #include "support/forwarding_file_system.h"
