@@ -41,7 +41,7 @@ struct LsArgs {
 };
 struct ConvertArgs {
   std::string src;
-  std::string to;              // "safetensors" or "dcpp"
+  std::string to;              // "safetensors", "torch-dcp" or "dcpp"
   std::string max_shard_size;  // "" = one file; "5GB", "500MiB", "1024"
   bool torch_compatible = false;
   std::string dst;

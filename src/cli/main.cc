@@ -51,13 +51,13 @@ int main(int argc, char** argv) {
 
   ConvertArgs convert_args;
   auto* convert = app.add_subcommand(
-      "convert", "Convert any supported checkpoint (dcpp, safetensors, PyTorch DCP) to safetensors or dcpp");
+      "convert", "Convert any supported checkpoint (dcpp, safetensors, PyTorch DCP) to safetensors, PyTorch DCP or dcpp");
   convert->add_option("checkpoint", convert_args.src, "Source checkpoint (any supported format)")->required();
   convert->add_option("destination", convert_args.dst, "Directory to write (an existing checkpoint there is replaced)")
       ->required();
   convert->add_option("--to", convert_args.to, "Target format")
       ->required()
-      ->check(CLI::IsMember({"safetensors", "dcpp"}));
+      ->check(CLI::IsMember({"safetensors", "torch-dcp", "dcpp"}));
   convert->add_option("--max-shard-size", convert_args.max_shard_size,
                       "safetensors: start a new file after this many bytes (5GB, 500MiB, 1024); default one file");
   convert->add_flag("--torch-compatible", convert_args.torch_compatible,

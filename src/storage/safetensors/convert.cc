@@ -157,4 +157,13 @@ void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, F
   stream_into(source, writer);
 }
 
+void convert_to_torch_dcp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs) {
+  if (!fs) fs = default_file_system();
+  CheckpointReader source(open_storage_reader(src_path, fs));
+  TorchDcpWriterOptions wo;
+  wo.filesystem = fs;
+  TorchDcpWriter writer(dst_path, wo);
+  stream_into(source, writer);
+}
+
 }  // namespace dcpp
