@@ -1,4 +1,4 @@
-// A rank process killed for real under mpirun (issue point 6), run by
+// A rank process killed for real under mpirun (rank failure, MPI), run by
 // rank_kill_mpi_test.sh. Modes:
 //   save <path> <victim>: every rank saves the seed's model (old generation)
 //       to <path>; then all save the new generation, and the victim rank
