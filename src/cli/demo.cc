@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -120,25 +121,31 @@ StateDict training_state(GPTModel& model, AdamW& optimizer, StateDict serving, i
                    {"train", StateDict{{"step", step}, {"data_seed", static_cast<int64_t>(kSeed)}}}};
 }
 
-// Gathers `v` whole: DTensors through full_tensor (collective: every rank
-// calls in the same order). Only `keep` ranks hold on to the result.
-StateValue gather_full(const StateValue& v, bool keep) {
-  if (v.is_dtensor()) {
-    Tensor full = v.as<DTensor>().full_tensor();
-    return keep ? StateValue(full) : StateValue();
-  }
-  if (v.is_dict()) {
-    StateDict out;
-    for (const auto& [k, child] : v.as<StateDict>()) {
-      StateValue c = gather_full(child, keep);
-      if (keep) out.set(k, std::move(c));
+// Gathers `sd` whole, consuming it: each DTensor goes through full_tensor
+// (collective: every rank walks the same keys in the same order) and its
+// shard is dropped from `sd` at once, so the whole copy grows as the sharded
+// one shrinks. Only the `keep` rank holds on to the result.
+StateDict gather_full(StateDict& sd, bool keep) {
+  StateDict out;
+  for (auto& [key, v] : sd) {
+    StateValue whole;
+    if (v.is_dtensor()) {
+      Tensor full = v.as<DTensor>().full_tensor();
+      v = StateValue();
+      if (keep) whole = full;
+    } else if (v.is_dict()) {
+      StateDict child = gather_full(v.as<StateDict>(), keep);
+      if (keep) whole = child;
+    } else if (v.is_tensor()) {
+      whole = v.as<Tensor>().clone();
+    } else if (v.is_list()) {
+      whole = v.as<StateList>().clone();
+    } else {
+      whole = v;
     }
-    return keep ? StateValue(out) : StateValue();
+    if (keep) out.set(key, std::move(whole));
   }
-  if (!keep) return StateValue();
-  if (v.is_tensor()) return StateValue(v.as<Tensor>().clone());
-  if (v.is_list()) return StateValue(v.as<StateList>().clone());
-  return v;
+  return out;
 }
 
 // XXH3 of this rank's parameters and optimizer state, in a fixed order.
@@ -176,7 +183,7 @@ uint64_t tensor_bytes(const StateDict& sd) {
   return n;
 }
 
-// What the three runs report back from their rank 0 (and digests from every rank).
+// What a continued run reports: rank 0's losses, and every rank's state digest.
 struct RunResult {
   std::vector<double> losses;
   std::vector<uint64_t> digests;  // per rank
@@ -227,7 +234,7 @@ int run_demo(const DemoArgs& args) {
 
   std::mutex mu;
   StateDict snapshot;  // the TP=4 state, whole, for the reference run
-  RunResult trained, reference, resumed;
+  RunResult reference, resumed;
   reference.digests.resize(kResumeRanks);
   resumed.digests.resize(kResumeRanks);
   uint64_t ckpt_bytes = 0;
@@ -239,9 +246,9 @@ int run_demo(const DemoArgs& args) {
       const bool root_rank = comm->rank() == 0;
       auto t0 = Clock::now();
       DeviceMesh mesh = init_device_mesh(comm, "cpu", {kTrainRanks});
-      GPTModel model(config, ModuleOptions{Device::kMeta});
-      build_model(model, mesh);
-      AdamW optimizer(model, kAdamW);
+      auto model = std::make_unique<GPTModel>(config, ModuleOptions{Device::kMeta});
+      build_model(*model, mesh);
+      auto optimizer = std::make_unique<AdamW>(*model, kAdamW);
       comm->barrier();
       if (root_rank) {
         std::printf("[1/5] build on meta, parallelize TP=%d, each rank initialises its shards: %.2f s\n", kTrainRanks,
@@ -250,16 +257,15 @@ int run_demo(const DemoArgs& args) {
       }
       for (int s = 0; s < steps; ++s) {
         t0 = Clock::now();
-        const double loss = train_step(model, optimizer, batch);
+        const double loss = train_step(*model, *optimizer, batch);
         if (root_rank) {
-          trained.losses.push_back(loss);
           std::printf("      step %2d  loss %.10f  (%.2f s)\n", s + 1, loss, seconds_since(t0));
           std::fflush(stdout);
         }
       }
-      optimizer.zero_grad();  // gradients are not part of a checkpoint
+      optimizer->zero_grad();  // gradients are not part of a checkpoint
 
-      StateDict state = training_state(model, optimizer, serving_copy(model, false), steps);
+      StateDict state = training_state(*model, *optimizer, serving_copy(*model, false), steps);
       const uint64_t bytes = tensor_bytes(state);
       // The disk's own limit, as `dcpp bench` measures it: every rank writes
       // its share of the checkpoint's bytes with direct I/O.
@@ -310,27 +316,43 @@ int run_demo(const DemoArgs& args) {
         std::fflush(stdout);
       }
 
-      // For the reference: the same state, whole, in memory.
+      // For the reference: the same state, whole, in memory. The model and
+      // the optimizer go first, so that `state` alone holds the shards and
+      // gathering frees each one as it copies it.
       state.erase("serving_bf16");
       state.erase("train");
-      StateValue whole = gather_full(StateValue(state), root_rank);
-      if (root_rank) snapshot = whole.as<StateDict>();
+      optimizer.reset();
+      model.reset();
+      t0 = Clock::now();
+      StateDict whole = gather_full(state, root_rank);
+      if (root_rank) {
+        snapshot = std::move(whole);
+        std::printf("      gathered the whole state in memory for the reference run: %.2f s\n", seconds_since(t0));
+      }
     });
 
     // ---- 2. the reference: TP=2 from the in-memory state, no disk ----
     std::printf("[4/5] reference: the TP=%d state gathered in memory and handed to a TP=%d model (no disk), %d steps\n",
                 kTrainRanks, kResumeRanks, steps);
     std::fflush(stdout);
+    auto t_reference = Clock::now();
     run_ranks(kResumeRanks, [&](CommPtr comm) {
       DeviceMesh mesh = init_device_mesh(comm, "cpu", {kResumeRanks});
       GPTModel model(config, ModuleOptions{Device::kMeta});
       build_model(model, mesh);
       AdamW optimizer(model, kAdamW);
-      optimizer.init_state();
-      model.load_state_dict(snapshot.at("model").dict());  // each rank takes its piece of the whole tensors
-      optimizer.load_state_dict(snapshot.at("optim").dict());
+      // Each rank copies its piece of the whole tensors; each part of the
+      // whole copy is freed once both ranks have theirs (the last handle goes).
+      StateDict model_whole = snapshot.at("model").dict();
+      StateDict optim_whole = snapshot.at("optim").dict();
       comm->barrier();
       if (comm->rank() == 0) snapshot = StateDict();
+      model.load_state_dict(model_whole);
+      model_whole = StateDict();
+      comm->barrier();
+      optimizer.init_state();
+      optimizer.load_state_dict(optim_whole);
+      optim_whole = StateDict();
       for (int s = 0; s < steps; ++s) {
         const double loss = train_step(model, optimizer, batch);
         if (comm->rank() == 0) reference.losses.push_back(loss);
@@ -339,6 +361,8 @@ int run_demo(const DemoArgs& args) {
       std::lock_guard lock(mu);
       reference.digests[static_cast<size_t>(comm->rank())] = d;
     });
+    std::printf("      done: %.2f s\n", seconds_since(t_reference));
+    auto t_resume = Clock::now();
 
     // ---- 3. resume from the checkpoint on a new mesh of 2 ranks ----
     run_ranks(kResumeRanks, [&](CommPtr comm) {
@@ -377,6 +401,7 @@ int run_demo(const DemoArgs& args) {
       std::lock_guard lock(mu);
       resumed.digests[static_cast<size_t>(comm->rank())] = d;
     });
+    std::printf("      trained %d steps on TP=%d: %.2f s in all\n", steps, kResumeRanks, seconds_since(t_resume));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dcpp demo: %s\n", e.what());
     return kExitProblems;
