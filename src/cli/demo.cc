@@ -121,29 +121,39 @@ StateDict training_state(GPTModel& model, AdamW& optimizer, StateDict serving, i
                    {"train", StateDict{{"step", step}, {"data_seed", static_cast<int64_t>(kSeed)}}}};
 }
 
-// Gathers `sd` whole, consuming it: each DTensor goes through full_tensor
-// (collective: every rank walks the same keys in the same order) and its
-// shard is dropped from `sd` at once, so the whole copy grows as the sharded
-// one shrinks. Only the `keep` rank holds on to the result.
-StateDict gather_full(StateDict& sd, bool keep) {
+// Puts the ranks' shards of each DTensor together into one whole tensor (each
+// shard copied into its box, at DTensor::global_offset), consuming `shards`:
+// every shard is dropped as soon as it is copied, so the whole copy grows as
+// the sharded one shrinks. Plain tensors and values are taken from rank 0.
+// The ranks are threads of this process: their shards are plain memory here,
+// and no collective or checkpoint code is involved.
+StateDict assemble_whole(std::vector<StateDict>& shards) {
   StateDict out;
-  for (auto& [key, v] : sd) {
-    StateValue whole;
-    if (v.is_dtensor()) {
-      Tensor full = v.as<DTensor>().full_tensor();
-      v = StateValue();
-      if (keep) whole = full;
-    } else if (v.is_dict()) {
-      StateDict child = gather_full(v.as<StateDict>(), keep);
-      if (keep) whole = child;
-    } else if (v.is_tensor()) {
-      whole = v.as<Tensor>().clone();
-    } else if (v.is_list()) {
-      whole = v.as<StateList>().clone();
+  for (auto& [key, v0] : shards[0]) {
+    if (v0.is_dtensor()) {
+      const DTensor& d0 = v0.as<DTensor>();
+      Tensor whole = Tensor::empty(d0.shape(), d0.dtype());
+      for (StateDict& rank : shards) {
+        StateValue& v = rank.at(key);
+        const DTensor& d = v.as<DTensor>();
+        const Shape offset = d.global_offset();
+        Tensor box = whole;
+        for (int64_t dim = 0; dim < whole.dim(); ++dim) box = box.narrow(dim, offset[dim], d.to_local().size(dim));
+        box.copy_from(d.to_local());
+        v = StateValue();
+      }
+      out.set(key, whole);
+    } else if (v0.is_dict()) {
+      std::vector<StateDict> children;
+      for (StateDict& rank : shards) children.push_back(rank.at(key).as<StateDict>());
+      out.set(key, assemble_whole(children));
+    } else if (v0.is_tensor()) {
+      out.set(key, v0.as<Tensor>().clone());
+    } else if (v0.is_list()) {
+      out.set(key, v0.as<StateList>().clone());
     } else {
-      whole = v;
+      out.set(key, v0);
     }
-    if (keep) out.set(key, std::move(whole));
   }
   return out;
 }
@@ -233,7 +243,8 @@ int run_demo(const DemoArgs& args) {
   }
 
   std::mutex mu;
-  StateDict snapshot;  // the TP=4 state, whole, for the reference run
+  std::vector<StateDict> shards(kTrainRanks);  // each TP=4 rank's state at the save, for the reference run
+  StateDict snapshot;                          // the same, whole
   RunResult reference, resumed;
   reference.digests.resize(kResumeRanks);
   resumed.digests.resize(kResumeRanks);
@@ -316,26 +327,22 @@ int run_demo(const DemoArgs& args) {
         std::fflush(stdout);
       }
 
-      // For the reference: the same state, whole, in memory. The model and
-      // the optimizer go first, so that `state` alone holds the shards and
-      // gathering frees each one as it copies it.
+      // For the reference: this rank's shards, held in memory. The model and
+      // the optimizer go, so that these dicts alone hold them.
       state.erase("serving_bf16");
       state.erase("train");
       optimizer.reset();
       model.reset();
-      t0 = Clock::now();
-      StateDict whole = gather_full(state, root_rank);
-      if (root_rank) {
-        snapshot = std::move(whole);
-        std::printf("      gathered the whole state in memory for the reference run: %.2f s\n", seconds_since(t0));
-      }
+      shards[static_cast<size_t>(comm->rank())] = std::move(state);
     });
 
     // ---- 2. the reference: TP=2 from the in-memory state, no disk ----
-    std::printf("[4/5] reference: the TP=%d state gathered in memory and handed to a TP=%d model (no disk), %d steps\n",
+    std::printf("[4/5] reference: the TP=%d state put together in memory and handed to a TP=%d model (no disk), %d steps\n",
                 kTrainRanks, kResumeRanks, steps);
     std::fflush(stdout);
     auto t_reference = Clock::now();
+    snapshot = assemble_whole(shards);
+    shards.clear();
     run_ranks(kResumeRanks, [&](CommPtr comm) {
       DeviceMesh mesh = init_device_mesh(comm, "cpu", {kResumeRanks});
       GPTModel model(config, ModuleOptions{Device::kMeta});
