@@ -5,8 +5,8 @@
 // saved and timed against the disk's raw direct-I/O write, measured in the
 // same run with the benchmark's code; a new mesh of 2 ranks loads it
 // (resharding 4 → 2) and training continues. The reference for "as if never
-// interrupted" takes the same TP schedule without the disk: the in-memory
-// state is gathered and handed to a TP=2 model directly. The losses and the
+// interrupted" takes the same TP schedule without the disk: the ranks'
+// shards are put together in memory and handed to a TP=2 model directly. The losses and the
 // final state must match bit for bit, or the demo fails. It ends with
 // `dcpp inspect` and `dcpp verify` on the checkpoint (their own code) and
 // removes it.
@@ -379,18 +379,23 @@ int run_demo(const DemoArgs& args) {
       build_model(model, mesh);  // its values are about to be replaced
       AdamW optimizer(model, kAdamW);
       StateDict state = training_state(model, optimizer, serving_copy(model, true), 0);
-      const double load_s = bench::timed(*comm, [&] { load(state, ckpt, LoadOptions{.comm = comm}); });
-      const int64_t step = state.at("train").dict().at("step").as<int64_t>();
-      // The serving copy must be the bf16 rounding of the weights it was taken from.
-      bool serving_ok = true;
-      const StateDict& weights = state.at("model").dict();
-      for (const auto& [name, v] : state.at("serving_bf16").dict()) {
-        const Tensor master = weights.at(name).as<DTensor>().to_local().to(DType::kBFloat16);
-        if (!equal(v.as<DTensor>().to_local(), master)) serving_ok = false;
-      }
       if (root_rank) {
         std::printf("[5/5] resume: a new mesh of %d thread ranks, the model parallelized TP=%d, load (resharding %d -> %d)\n",
                     kResumeRanks, kResumeRanks, kTrainRanks, kResumeRanks);
+        std::fflush(stdout);
+      }
+      const double load_s = bench::timed(*comm, [&] { load(state, ckpt, LoadOptions{.comm = comm}); });
+      const int64_t step = state.at("train").dict().at("step").as<int64_t>();
+      // The serving copy must be the bf16 rounding of the weights it was taken from.
+      int64_t serving_bad = 0;  // shards whose copy differs, over all ranks
+      const StateDict& weights = state.at("model").dict();
+      for (const auto& [name, v] : state.at("serving_bf16").dict()) {
+        const Tensor master = weights.at(name).as<DTensor>().to_local().to(DType::kBFloat16);
+        if (!equal(v.as<DTensor>().to_local(), master)) ++serving_bad;
+      }
+      comm->all_reduce(&serving_bad, 1, DType::kInt64, ReduceOp::kSum);
+      const bool serving_ok = serving_bad == 0;
+      if (root_rank) {
         std::printf("      loaded %s in %.2f s (%.2f GiB/s); checkpoint at step %lld; bf16 serving copy %s\n",
                     human_bytes(ckpt_bytes).c_str(), load_s, gib_per_s(ckpt_bytes, load_s), static_cast<long long>(step),
                     serving_ok ? "= bf16(weights) on every shard" : "DIFFERS from bf16(weights)");
