@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`.
-# Both install missing Debian packages, configure (Release), build and run.
+# Both install missing Debian packages, configure (Release), build what they
+# need and run.
 # `make test` runs the suite in the Release build, then again under
 # AddressSanitizer + UndefinedBehaviorSanitizer (test-asan), then a short
 # libFuzzer smoke of every parser (fuzz-smoke). The sanitizer and fuzz builds
@@ -43,7 +44,9 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# The demo needs the dcpp command only (the demo runs inside it), not the test suite.
+demo: configure
+	@cmake --build $(BUILD) --target dcpp_cli -j $(JOBS)
 	@$(BUILD)/dcpp demo
 
 test: test-release test-asan fuzz-smoke

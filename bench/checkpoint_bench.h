@@ -17,9 +17,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "dcpp/comm.h"
 
 namespace dcpp::bench {
 
@@ -80,5 +83,16 @@ BenchReport run_bench(const BenchOptions& options);
 // Runs, prints the table or JSON (rank 0 under mpirun) and returns the exit
 // code: 0, or 1 when a load returned wrong data or the run failed.
 int run_bench_command(const BenchOptions& options);
+
+// ---- building blocks, shared with `dcpp demo` ----
+
+// The raw baseline: `threads` threads write (or read) disjoint contiguous
+// ranges of `path` in 16 MiB transfers, with O_DIRECT when `want_direct` and
+// the file system allows it; writes end with fsync. Returns whether O_DIRECT
+// was used. Throws Error(kIo) when a transfer fails.
+bool raw_io(const std::string& path, uint64_t bytes, int threads, bool write, bool want_direct);
+// Runs fn on every rank of `comm` between two barriers; returns rank 0's
+// seconds on every rank. Collective.
+double timed(Communicator& comm, const std::function<void()>& fn);
 
 }  // namespace dcpp::bench

@@ -198,44 +198,6 @@ void drop_cache(const std::string& dir) {
   }
 }
 
-// ---- the raw baseline: dd-like sequential direct I/O ----
-
-struct RawResult {
-  bool direct = false;
-};
-
-// `threads` threads write (or read) disjoint contiguous ranges of `path`
-// in 16 MiB direct transfers; writes end with fsync.
-RawResult raw_io(const std::string& path, uint64_t bytes, int threads, bool write, bool want_direct) {
-  constexpr uint64_t kChunk = 16 << 20;  // dcpp's own largest read and write unit
-  int flags = write ? (O_WRONLY | O_CREAT) : O_RDONLY;
-  int fd = want_direct ? ::open(path.c_str(), flags | O_DIRECT | O_CLOEXEC, 0644) : -1;
-  RawResult res;
-  res.direct = fd >= 0;
-  if (fd < 0) fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(ErrorCode::kIo, "bench: cannot open " + path + ": " + std::strerror(errno));
-  const uint64_t chunks = (bytes + kChunk - 1) / kChunk;
-  std::atomic<uint64_t> next{0};
-  std::atomic<bool> failed{false};
-  auto work = [&] {
-    AlignedBuffer buf(kChunk);
-    std::memset(buf.data(), 0x5A, kChunk);
-    for (uint64_t c; (c = next.fetch_add(1)) < chunks && !failed;) {
-      const ssize_t n = write ? ::pwrite(fd, buf.data(), kChunk, static_cast<off_t>(c * kChunk))
-                              : ::pread(fd, buf.data(), kChunk, static_cast<off_t>(c * kChunk));
-      if (n != static_cast<ssize_t>(kChunk)) failed = true;
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (write && ::fsync(fd) != 0) failed = true;
-  ::close(fd);
-  if (failed) throw Error(ErrorCode::kIo, "bench: raw " + std::string(write ? "write" : "read") + " of " + path + " failed");
-  return res;
-}
-
 // ---- running on ranks ----
 
 // Runs fn on `world` ranks: thread ranks, or the MPI world's first `world`
@@ -249,17 +211,6 @@ void on_ranks(int world, bool mpi, const std::function<void(CommPtr)>& fn) {
   CommPtr sub = all->split(all->rank() < world ? 0 : -1, all->rank());
   if (sub) fn(sub);
   all->barrier();
-}
-
-// Times fn across the ranks of comm: barrier, run, barrier; rank 0's clock.
-double timed(Communicator& comm, const std::function<void()>& fn) {
-  comm.barrier();
-  const auto t0 = Clock::now();
-  fn();
-  comm.barrier();
-  double t = seconds_since(t0);
-  comm.broadcast(&t, sizeof t, 0);
-  return t;
 }
 
 std::string human_bytes(double b) {
@@ -290,6 +241,47 @@ std::string json_escape(const std::string& s) {
 }
 
 }  // namespace
+
+// ---- shared with dcpp demo (checkpoint_bench.h) ----
+
+bool raw_io(const std::string& path, uint64_t bytes, int threads, bool write, bool want_direct) {
+  constexpr uint64_t kChunk = 16 << 20;  // dcpp's own largest read and write unit
+  int flags = write ? (O_WRONLY | O_CREAT) : O_RDONLY;
+  int fd = want_direct ? ::open(path.c_str(), flags | O_DIRECT | O_CLOEXEC, 0644) : -1;
+  const bool direct = fd >= 0;
+  if (fd < 0) fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(ErrorCode::kIo, "bench: cannot open " + path + ": " + std::strerror(errno));
+  const uint64_t chunks = (bytes + kChunk - 1) / kChunk;
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    AlignedBuffer buf(kChunk);
+    std::memset(buf.data(), 0x5A, kChunk);
+    for (uint64_t c; (c = next.fetch_add(1)) < chunks && !failed;) {
+      const ssize_t n = write ? ::pwrite(fd, buf.data(), kChunk, static_cast<off_t>(c * kChunk))
+                              : ::pread(fd, buf.data(), kChunk, static_cast<off_t>(c * kChunk));
+      if (n != static_cast<ssize_t>(kChunk)) failed = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (write && ::fsync(fd) != 0) failed = true;
+  ::close(fd);
+  if (failed) throw Error(ErrorCode::kIo, "bench: raw " + std::string(write ? "write" : "read") + " of " + path + " failed");
+  return direct;
+}
+
+double timed(Communicator& comm, const std::function<void()>& fn) {
+  comm.barrier();
+  const auto t0 = Clock::now();
+  fn();
+  comm.barrier();
+  double t = seconds_since(t0);
+  comm.broadcast(&t, sizeof t, 0);
+  return t;
+}
 
 double Figure::gib_per_s() const { return seconds > 0 ? static_cast<double>(bytes) / kGiB / seconds : 0; }
 
@@ -360,7 +352,7 @@ BenchReport run_bench(const BenchOptions& in) {
     for (int run = 0; run < o.runs; ++run) {
       ::unlink(raw.c_str());
       raw_w.samples.push_back(timed(*comm, [&] {
-        if (!raw_io(raw, raw_per_rank, o.write_threads, true, o.direct).direct) direct_ok = false;
+        if (!raw_io(raw, raw_per_rank, o.write_threads, true, o.direct)) direct_ok = false;
       }));
       drop_cache(raw);
       raw_r.samples.push_back(timed(*comm, [&] { raw_io(raw, raw_per_rank, o.read_threads, false, o.direct); }));

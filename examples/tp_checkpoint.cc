@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "dcpp/checkpoint.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/optim.h"
 #include "dcpp/tp.h"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "dcpp/checkpoint.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/safetensors_storage.h"
 #include "dcpp/torch_dcp_storage.h"
 #include "dcpp/tp.h"

@@ -1,9 +1,9 @@
 // dcpp::Error — the one exception type dcpp throws.
 //
-// Every failure a caller can act on (bad input, I/O, communication, a peer
-// rank failing, a timeout) is reported as a dcpp::Error carrying an ErrorCode
-// and a message that names the key, file, byte offset and rank involved where
-// they are known. Programmer bugs are asserts, not Errors.
+// Every failure a caller can act on (bad input, I/O, communication, a peer rank failing, a timeout) is reported
+// as a dcpp::Error carrying an ErrorCode and a message that names the key, file, byte offset and rank involved
+// where they are known. So is a broken invariant of dcpp itself (code kInternal), not an assert: an assert
+// vanishes in Release builds, or aborts the process mid-collective; an Error reaches every rank and is reported.
 // Thread-safety: Error is an immutable value.
 #pragma once
 

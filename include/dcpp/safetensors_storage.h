@@ -164,4 +164,9 @@ void consolidate_to_safetensors(const std::string& src_path, const std::string& 
 // at `dst_path` (one chunk per tensor; one tensor in memory at a time).
 void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs = nullptr);
 
+// Converts any supported checkpoint at `src_path` into PyTorch DCP's layout
+// at `dst_path` (one chunk per tensor, one `.distcp` file; one tensor in
+// memory at a time), loadable by torch.distributed.checkpoint.load.
+void convert_to_torch_dcp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs = nullptr);
+
 }  // namespace dcpp

@@ -41,20 +41,24 @@ struct LsArgs {
 };
 struct ConvertArgs {
   std::string src;
-  std::string to;              // "safetensors" or "dcpp"
+  std::string to;              // "safetensors", "torch-dcp" or "dcpp"
   std::string max_shard_size;  // "" = one file; "5GB", "500MiB", "1024"
   bool torch_compatible = false;
   std::string dst;
 };
 struct DemoArgs {
-  std::vector<std::string> args;  // handed to the demo program
+  int layers = 8;         // GPTModel blocks: the default model holds 1.0 GiB of fp32 parameters
+  int64_t hidden = 2048;  // the MLP's inner size is 4 × hidden
+  int steps = 3;          // training steps before the save, and again after the resume
+  int tokens = 4;         // rows of the training batch
+  std::string dir;        // where the temporary checkpoint directory goes ("": the system's temp directory)
 };
 
 int run_inspect(const InspectArgs& args);
 int run_verify(const VerifyArgs& args);
 int run_ls(const LsArgs& args);
 int run_convert(const ConvertArgs& args);
-int run_demo(const DemoArgs& args, const char* argv0);
+int run_demo(const DemoArgs& args);
 
 // "5GB" (10^9), "500MiB" (2^20), "1024" → bytes; units are case-insensitive
 // (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB). nullopt when malformed or overflowing.

@@ -1,5 +1,5 @@
 // `dcpp convert`: any supported checkpoint into the Hugging Face
-// safetensors layout or the native format, through the storage layer's
+// safetensors layout, PyTorch DCP's layout or the native format, through the storage layer's
 // streaming conversions (one tensor in memory at a time).
 #include <cctype>
 #include <cstdio>
@@ -51,7 +51,7 @@ int run_convert(const ConvertArgs& args) {
     }
     max_shard = *size;
   }
-  if (args.to == "dcpp" && (max_shard != 0 || args.torch_compatible)) {
+  if (args.to != "safetensors" && (max_shard != 0 || args.torch_compatible)) {
     std::fprintf(stderr, "dcpp convert: --max-shard-size and --torch-compatible apply to --to safetensors only\n");
     return kExitUsage;
   }
@@ -71,6 +71,8 @@ int run_convert(const ConvertArgs& args) {
     options.max_shard_size = max_shard;
     options.torch_compatible = args.torch_compatible;
     consolidate_to_safetensors(d.path, dst, options);
+  } else if (args.to == "torch-dcp") {
+    convert_to_torch_dcp(d.path, dst);
   } else {
     convert_to_dcpp(d.path, dst);
   }

@@ -3,7 +3,9 @@
 // and the single-rank one differ only by the final rounding.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
@@ -42,37 +44,63 @@ inline void add_(Tensor& dst, const Tensor& src) {
   });
 }
 
+// The three products below keep each output's sum in one fixed order (the
+// contraction index ascending) and vary only which loop runs outermost: the
+// weight, the large operand, is streamed once per block of kRowBlock rows
+// instead of once per row, and the innermost loop of matmul_nn and
+// matmul_tn runs over independent outputs, so it vectorizes. Results do not
+// depend on the blocking.
+inline constexpr int64_t kRowBlock = 8;
+
 // y[r, o] = sum_i x[r, i] * w[o, i]
 template <typename T>
 void matmul_nt(const T* x, const T* w, T* y, int64_t rows, int64_t in, int64_t out) {
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0);
     for (int64_t o = 0; o < out; ++o) {
-      double acc = 0;
-      for (int64_t i = 0; i < in; ++i) acc += static_cast<double>(x[r * in + i]) * w[o * in + i];
-      y[r * out + o] = static_cast<T>(acc);
+      const T* wo = w + o * in;
+      double acc[kRowBlock] = {};
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t r = 0; r < nr; ++r) acc[r] += static_cast<double>(x[(r0 + r) * in + i]) * wo[i];
+      for (int64_t r = 0; r < nr; ++r) y[(r0 + r) * out + o] = static_cast<T>(acc[r]);
     }
+  }
 }
 
 // gx[r, i] = sum_o g[r, o] * w[o, i]
 template <typename T>
 void matmul_nn(const T* g, const T* w, T* gx, int64_t rows, int64_t in, int64_t out) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < in; ++i) {
-      double acc = 0;
-      for (int64_t o = 0; o < out; ++o) acc += static_cast<double>(g[r * out + o]) * w[o * in + i];
-      gx[r * in + i] = static_cast<T>(acc);
+  std::vector<double> acc(static_cast<size_t>(std::min(kRowBlock, rows) * in));
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, rows - r0);
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t o = 0; o < out; ++o) {
+      const T* wo = w + o * in;
+      for (int64_t r = 0; r < nr; ++r) {
+        const double gro = static_cast<double>(g[(r0 + r) * out + o]);
+        double* a = acc.data() + r * in;
+        for (int64_t i = 0; i < in; ++i) a[i] += gro * wo[i];
+      }
     }
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t i = 0; i < in; ++i) gx[(r0 + r) * in + i] = static_cast<T>(acc[r * in + i]);
+  }
 }
 
 // gw[o, i] = sum_r g[r, o] * x[r, i]
 template <typename T>
 void matmul_tn(const T* g, const T* x, T* gw, int64_t rows, int64_t in, int64_t out) {
-  for (int64_t o = 0; o < out; ++o)
-    for (int64_t i = 0; i < in; ++i) {
-      double acc = 0;
-      for (int64_t r = 0; r < rows; ++r) acc += static_cast<double>(g[r * out + o]) * x[r * in + i];
-      gw[o * in + i] = static_cast<T>(acc);
+  std::vector<double> acc(static_cast<size_t>(in));
+  for (int64_t o = 0; o < out; ++o) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const double gro = static_cast<double>(g[r * out + o]);
+      const T* xr = x + r * in;
+      for (int64_t i = 0; i < in; ++i) acc[i] += gro * xr[i];
     }
+    T* gwo = gw + o * in;
+    for (int64_t i = 0; i < in; ++i) gwo[i] = static_cast<T>(acc[i]);
+  }
 }
 
 // gb[o] = sum_r g[r, o]

@@ -10,7 +10,7 @@
 #include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/nn.h"
 #include "dcpp/optim.h"
 #include "dcpp/tp.h"

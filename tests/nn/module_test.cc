@@ -7,7 +7,7 @@
 #include <random>
 
 #include "dcpp/error.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/nn.h"
 #include "support/distributed.h"
 
@@ -95,6 +95,9 @@ TEST(nn_FiniteDifferences, SequentialAndSeedModels) {
   check_gradients(mlp, random_tensor({6, 10}, rng), random_tensor({6, 10}, rng));
   UnevenShardedModel uneven(kF64);
   check_gradients(uneven, random_tensor({6, 5}, rng), random_tensor({6, 1}, rng));
+  // Residual blocks: the input gradient has the identity path added.
+  GPTModel gpt(GPTConfig{.layers = 2, .hidden = 3, .ffn_hidden = 5}, kF64, /*seed=*/11);
+  check_gradients(gpt, random_tensor({4, 3}, rng), random_tensor({4, 3}, rng));
 }
 
 TEST(nn_Module, BackwardAccumulatesUntilZeroGrad) {

@@ -8,7 +8,7 @@
 #include <random>
 
 #include "dcpp/error.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "support/distributed.h"
 
 namespace dcpp {

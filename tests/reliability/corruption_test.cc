@@ -1,4 +1,4 @@
-// Issue point 3: corruption of a saved checkpoint. Single-byte flips at
+// Corruption of a saved checkpoint: Single-byte flips at
 // sampled offsets of every data file and of the metadata, and truncations to
 // sampled lengths. Each load (collective on 4 ranks, whole-key reads and a
 // box read through CheckpointReader) must either fail with a dcpp::Error that

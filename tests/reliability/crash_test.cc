@@ -1,4 +1,4 @@
-// Issue point 2 (simulated): a machine crash at every step of a save of the
+// Crash consistency (simulated): a machine crash at every step of a save of the
 // seed's model on 4 ranks, losing every write not yet fsynced and every
 // directory entry change not yet made durable by an fsync of its directory
 // (CrashFileSystem). Afterwards the path must load and verify completely as

@@ -1,4 +1,4 @@
-// Issue point 1: faults injected through the file-system seam, counted per
+// File-system faults injected through the file-system seam, counted per
 // rank, into a save of the seed's model on 4 ranks over an existing complete
 // checkpoint. Every failing save must fail on every rank with an error that
 // names the failing rank and the injected fault, and the path must then load

@@ -1,4 +1,4 @@
-// Issue point 2 (for real): a child process saving a state dict of about
+// Crash consistency (for real): a child process saving a state dict of about
 // 200 MB (two thread ranks) is SIGKILLed at a random moment, over and over on
 // the same path. After each kill the path must hold a complete checkpoint
 // equal, element for element, to the last completed generation or to the

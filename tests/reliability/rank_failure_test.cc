@@ -1,4 +1,4 @@
-// Issue point 6 (threads): a rank that throws in the middle of a save or a
+// Rank failure (threads): a rank that throws in the middle of a save or a
 // load. Every other rank must end with a dcpp::Error naming the failed rank
 // before the communicator's deadline (the error is not a timeout), and a
 // failed save must leave the previous checkpoint intact. The MPI half (a

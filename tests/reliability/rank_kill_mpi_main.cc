@@ -1,4 +1,4 @@
-// A rank process killed for real under mpirun (issue point 6), run by
+// A rank process killed for real under mpirun (rank failure, MPI), run by
 // rank_kill_mpi_test.sh. Modes:
 //   save <path> <victim>: every rank saves the seed's model (old generation)
 //       to <path>; then all save the new generation, and the victim rank
@@ -21,7 +21,7 @@
 #include "dcpp/dtensor.h"
 #include "dcpp/error.h"
 #include "dcpp/forwarding_file_system.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/tp.h"
 
 namespace {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue point 6 (MPI): a rank process SIGKILLed in the middle of a save, and
+# Rank failure (MPI): a rank process SIGKILLed in the middle of a save, and
 # of a load, under mpirun -np 4. Open MPI 4.1 cannot keep the survivors
 # alive, so the job must end: non-zero exit within 60 s, a message naming the
 # dead rank, no process of the program left waiting; and the checkpoint the

@@ -8,7 +8,7 @@
 
 #include "dcpp/checkpoint.h"
 #include "dcpp/dtensor.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/tp.h"
 
 namespace dcpp::testing {

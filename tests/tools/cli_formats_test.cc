@@ -9,10 +9,12 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "dcpp/error.h"
 #include "dcpp/safetensors_storage.h"
+#include "dcpp/torch_dcp_storage.h"
 #include "support/distributed.h"
 #include "tools/tools_support.h"
 
@@ -294,6 +296,106 @@ TEST_F(tools_CliFormats, ConvertPyTorchDcpToSafetensorsKeepsEveryTensor) {
   }
 }
 
+// A state dict with every kind a conversion carries: fp32 DTensors sharded
+// three ways (an MLPModule, TP=3), a bf16 tensor, and int, float, bool and
+// string values. `original` receives each tensor whole (gathered before the
+// save) and each value, as the saving side holds them.
+struct OriginalState {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, StateValue> values;
+};
+
+OriginalState write_mixed_checkpoint(const std::string& dir) {
+  OriginalState original;
+  Generator gen(test_seed("CliFormats.MixedCheckpoint"));
+  const Tensor bf16 = Tensor::uniform({5, 3}, -4, 4, gen).to(DType::kBFloat16);
+  original.values = {{"step", StateValue(int64_t{7})},
+                     {"lr", StateValue(0.125)},
+                     {"flag", StateValue(true)},
+                     {"note", StateValue(std::string("hello"))}};
+  std::mutex mu;
+  run_ranks(3, [&](CommPtr comm) {
+    DeviceMesh mesh = init_device_mesh(comm, "cpu", {3});
+    MLPModule model(Device::kCpu);
+    parallelize_module(model, mesh, {{"net1", ColwiseParallel{}}, {"net2", RowwiseParallel{}}});
+    StateDict sd = model.state_dict();
+    sd.set("serving.bf16", StateValue(bf16));
+    for (const auto& [k, v] : original.values) sd.set(k, v);
+    std::map<std::string, Tensor> full;
+    for (const auto& [name, p] : model.named_parameters()) full[name] = p->dtensor().full_tensor();
+    save(sd, dir);
+    if (comm->rank() == 0) {
+      std::lock_guard lock(mu);
+      original.tensors = full;
+      original.tensors["serving.bf16"] = bf16;
+    }
+  });
+  return original;
+}
+
+// Every tensor and value `reader` holds equals the original, byte for byte,
+// and it holds nothing else.
+void expect_same_state(CheckpointReader& reader, const OriginalState& original, const std::string& what) {
+  std::set<std::string> want;
+  for (const auto& [k, t] : original.tensors) want.insert(k);
+  for (const auto& [k, v] : original.values) want.insert(k);
+  const std::vector<std::string> keys = reader.keys();
+  EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()), want) << what;
+  for (const auto& [key, expected] : original.tensors) {
+    if (!reader.contains(key)) continue;
+    Tensor got = reader.read(key).contiguous();
+    const Tensor want_t = expected.contiguous();
+    ASSERT_EQ(got.dtype(), want_t.dtype()) << what << " " << key;
+    ASSERT_EQ(got.shape(), want_t.shape()) << what << " " << key;
+    EXPECT_EQ(std::memcmp(got.data_ptr(), want_t.data_ptr(), want_t.nbytes()), 0) << what << " " << key;
+  }
+  for (const auto& [key, expected] : original.values) {
+    if (!reader.contains(key)) continue;
+    const StateValue got = reader.value(key);
+    ASSERT_EQ(got.variant().index(), expected.variant().index()) << what << " " << key;
+    if (expected.holds<int64_t>()) EXPECT_EQ(got.as<int64_t>(), expected.as<int64_t>()) << what << " " << key;
+    if (expected.holds<double>()) EXPECT_EQ(got.as<double>(), expected.as<double>()) << what << " " << key;
+    if (expected.holds<bool>()) EXPECT_EQ(got.as<bool>(), expected.as<bool>()) << what << " " << key;
+    if (expected.holds<std::string>()) EXPECT_EQ(got.as<std::string>(), expected.as<std::string>()) << what << " " << key;
+  }
+}
+
+TEST_F(tools_CliFormats, ConvertNativeToTorchDcpAndBackKeepsEveryTensorAndValue) {
+  const std::string native = path("native"), dcp = path("dcp"), back = path("back");
+  const OriginalState original = write_mixed_checkpoint(native);
+
+  CliResult r = run({"convert", native, "--to", "torch-dcp", dcp});
+  ASSERT_EQ(r.code, kOk) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "to " + dcp + " (torch-dcp)")) << r.out;
+  EXPECT_TRUE(fs::exists(dcp + "/" + std::string(kTorchDcpMetadataName)));
+  {
+    CheckpointReader reader(std::make_unique<TorchDcpReader>(dcp));
+    expect_same_state(reader, original, "torch-dcp");
+  }
+  // A resharded load through the DCP reader: 2 ranks, net1 sharded by rows.
+  run_ranks(2, [&](CommPtr comm) {
+    DeviceMesh mesh = init_device_mesh(comm, "cpu", {2});
+    MLPModule model(Device::kCpu);
+    parallelize_module(model, mesh, {{"net1", ColwiseParallel{}}, {"net2", RowwiseParallel{}}});
+    for (const auto& p : model.parameters()) p->local().fill_(0.0);
+    StateDict sd = model.state_dict();
+    TorchDcpReader reader(dcp);
+    load(sd, reader);
+    for (const auto& [name, p] : model.named_parameters()) {
+      EXPECT_TRUE(equal(p->dtensor().full_tensor(), original.tensors.at(name))) << name << " on rank " << comm->rank();
+    }
+  });
+  CliResult v = run({"verify", dcp});
+  EXPECT_EQ(v.code, kOk) << v.out << v.err;
+
+  CliResult b = run({"convert", dcp, "--to", "dcpp", back});
+  ASSERT_EQ(b.code, kOk) << b.out << b.err;
+  CheckpointReader reader = open_checkpoint(back);
+  expect_same_state(reader, original, "torch-dcp -> dcpp");
+  CliResult vb = run({"verify", back});
+  EXPECT_EQ(vb.code, kOk) << vb.out << vb.err;
+}
+
 TEST_F(tools_CliFormats, ConvertRejectsBadArguments) {
   const std::string native = path("native");
   write_tp_checkpoint(native);
@@ -305,6 +407,8 @@ TEST_F(tools_CliFormats, ConvertRejectsBadArguments) {
   EXPECT_EQ(to.code, kUsage) << to.err;
   CliResult dcpp_shard = run({"convert", native, "--to", "dcpp", "--max-shard-size", "1MB", path("out")});
   EXPECT_EQ(dcpp_shard.code, kUsage) << dcpp_shard.err;
+  CliResult dcp_shard = run({"convert", native, "--to", "torch-dcp", "--torch-compatible", path("out")});
+  EXPECT_EQ(dcp_shard.code, kUsage) << dcp_shard.err;
   CliResult missing = run({"convert", path("nothing"), "--to", "dcpp", path("out")});
   EXPECT_EQ(missing.code, kNotCheckpoint) << missing.err;
   EXPECT_TRUE(contains(missing.err, "does not exist")) << missing.err;

@@ -556,16 +556,33 @@ TEST_F(tools_Cli, BenchMeasuresEveryFigureAndVerifiesEveryLoad) {
   EXPECT_EQ(run({"bench", "--ranks", "0"}).code, kUsage);
 }
 
-TEST_F(tools_Cli, DemoRunsTheSeedScenario) {
-#ifdef DCPP_DEMO_BUILT
-  CliResult r = run({"demo"});
-  EXPECT_EQ(r.code, kOk) << r.out << r.err;
-  EXPECT_TRUE(contains(r.out, "all checks passed")) << r.out;
-#else
-  CliResult r = run({"demo"});
-  EXPECT_EQ(r.code, kNotCheckpoint) << r.out << r.err;
-  EXPECT_TRUE(contains(r.err, "example_tp_checkpoint")) << r.err;
-#endif
+// `dcpp demo` at a tiny size: the resumed run's losses (from the checkpoint,
+// on TP=2) must equal, digit for digit, those of the run that never went
+// through the disk, and the demo must say so, exit 0 and leave nothing behind.
+TEST_F(tools_Cli, DemoResumesBitForBitAtTinySize) {
+  const int steps = 2;
+  CliResult r = run({"demo", "--layers", "2", "--hidden", "24", "--steps", std::to_string(steps), "--tokens", "3",
+                     "--dir", scratch()});
+  ASSERT_EQ(r.code, kOk) << r.out << r.err;
+  // The side-by-side rows: "<step> <resumed loss> <uninterrupted loss> identical".
+  int rows = 0;
+  for (int s = steps + 1; s <= 2 * steps; ++s) {
+    const std::vector<std::string> w = words(line_starting(r.out, std::to_string(s)));
+    ASSERT_EQ(w.size(), 4u) << "no row for step " << s << " in:\n" << r.out;
+    EXPECT_EQ(w[1], w[2]) << "step " << s;
+    EXPECT_GT(std::stod(w[1]), 0.0);
+    EXPECT_EQ(w[3], "identical");
+    ++rows;
+  }
+  EXPECT_EQ(rows, steps);
+  EXPECT_TRUE(contains(r.out, "identical on every rank")) << r.out;
+  EXPECT_TRUE(contains(r.out, "$ dcpp inspect ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "serving_bf16.layers.1.up_proj.weight")) << r.out;
+  EXPECT_TRUE(contains(r.out, "$ dcpp verify ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "OK: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "demo passed")) << r.out;
+  EXPECT_TRUE(fs::is_empty(scratch())) << "the demo leaves its checkpoint behind";
+  EXPECT_EQ(run({"demo", "--layers", "0"}).code, kUsage);
 }
 
 }  // namespace

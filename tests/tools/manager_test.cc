@@ -13,8 +13,8 @@
 #include "dcpp/checkpoint_manager.h"
 #include "dcpp/error.h"
 #include "dcpp/forwarding_file_system.h"
-#include "dcpp/models.h"
 #include "dcpp/testing/fault_injecting_file_system.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/tp.h"
 #include "support/distributed.h"
 

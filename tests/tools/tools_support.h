@@ -15,7 +15,7 @@
 
 #include "dcpp/checkpoint.h"
 #include "dcpp/fs_storage.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/tp.h"
 
 #ifndef DCPP_CLI_PATH

@@ -6,7 +6,7 @@
 #include <random>
 
 #include "dcpp/error.h"
-#include "dcpp/models.h"
+#include "dcpp/testing/models.h"
 #include "dcpp/optim.h"
 #include "dcpp/tp.h"
 

@@ -130,6 +130,17 @@ void stream_into(CheckpointReader& source, StorageWriter& writer) {
   }
 }
 
+// A conversion into a writer whose options need only the file system.
+template <typename Writer, typename WriterOptions>
+void convert_with(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs) {
+  if (!fs) fs = default_file_system();
+  CheckpointReader source(open_storage_reader(src_path, fs));
+  WriterOptions wo;
+  wo.filesystem = fs;
+  Writer writer(dst_path, wo);
+  stream_into(source, writer);
+}
+
 }  // namespace
 
 void consolidate_to_safetensors(const std::string& src_path, const std::string& dst_path,
@@ -150,12 +161,11 @@ void consolidate_to_safetensors(const std::string& src_path, const std::string& 
 }
 
 void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs) {
-  if (!fs) fs = default_file_system();
-  CheckpointReader source(open_storage_reader(src_path, fs));
-  FileSystemWriterOptions wo;
-  wo.filesystem = fs;
-  FileSystemWriter writer(dst_path, wo);
-  stream_into(source, writer);
+  convert_with<FileSystemWriter, FileSystemWriterOptions>(src_path, dst_path, std::move(fs));
+}
+
+void convert_to_torch_dcp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs) {
+  convert_with<TorchDcpWriter, TorchDcpWriterOptions>(src_path, dst_path, std::move(fs));
 }
 
 }  // namespace dcpp
