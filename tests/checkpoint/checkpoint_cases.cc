@@ -1,9 +1,7 @@
 #include "checkpoint/checkpoint_cases.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <ostream>
 #include <optional>
 
@@ -385,36 +383,6 @@ void case_missing_keys(const CommPtr& comm, const std::string& dir) {
   EXPECT_TRUE(equal(a.full_tensor(), a_full));
   EXPECT_TRUE(equal(b, b_full));
   EXPECT_EQ(nested.at("y").as<int64_t>(), 3);
-}
-
-// ===================== helpers =====================
-
-CommPtr first_ranks(const CommPtr& comm, int n) {
-  const bool member = comm->rank() < n;
-  CommPtr sub = comm->split(member ? 0 : 1, comm->rank());
-  return member ? sub : nullptr;
-}
-
-std::string shared_temp_dir(const CommPtr& comm) {
-  std::string path;
-  if (comm->rank() == 0) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dcpp-ckpt-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  uint64_t n = path.size();
-  comm->broadcast(&n, sizeof n, 0);
-  path.resize(n);
-  comm->broadcast(path.data(), n, 0);
-  return path;
-}
-
-void remove_shared_temp_dir(const CommPtr& comm, const std::string& dir) {
-  comm->barrier();
-  if (comm->rank() == 0) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
 }
 
 }  // namespace dcpp::testing

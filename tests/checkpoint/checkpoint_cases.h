@@ -50,12 +50,4 @@ void case_optim_load_continue(const CommPtr& comm, const std::string& dir);
 // every rank, with the caller's tensors untouched.
 void case_missing_keys(const CommPtr& comm, const std::string& dir);
 
-// ---- helpers ----
-// The ranks [0, n) of `comm` as their own communicator (collective over
-// `comm`; ranks >= n get null).
-CommPtr first_ranks(const CommPtr& comm, int n);
-// A directory every rank agrees on: rank 0 creates it, the path is broadcast.
-std::string shared_temp_dir(const CommPtr& comm);
-void remove_shared_temp_dir(const CommPtr& comm, const std::string& dir);
-
 }  // namespace dcpp::testing
