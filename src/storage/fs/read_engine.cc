@@ -393,8 +393,15 @@ class Reader {
     AlignedBuffer buffer = buffers.acquire(span + kIoAlignment);
     try {
       const Piece& first_piece = pieces_[op.pieces.front()];
-      const std::byte* data = engine_.read_span(items_[first_piece.item].key, *items_[first_piece.item].loc,
-                                                op.begin, op.end, buffer.data(), direct);
+      auto key_at = [&](uint64_t offset) {
+        for (size_t p : op.pieces) {
+          const Item& item = items_[pieces_[p].item];
+          if (item.loc->byte_offset + piece_end(pieces_[p]) > offset) return item.key;
+        }
+        return items_[pieces_[op.pieces.back()].item].key;
+      };
+      const std::byte* data =
+          engine_.read_span(key_at, *items_[first_piece.item].loc, op.begin, op.end, buffer.data(), direct);
       for (size_t p : op.pieces) {
         const Piece& piece = pieces_[p];
         const Item& item = items_[piece.item];
@@ -849,8 +856,8 @@ const FileHandle& ReadEngine::file(const std::string& name, bool direct) {
   return slot;
 }
 
-std::byte* ReadEngine::read_span(const std::string& key, const StorageLocation& loc, uint64_t begin, uint64_t end,
-                                 std::byte* dst, bool direct) {
+std::byte* ReadEngine::read_span(const std::function<std::string(uint64_t)>& key_at, const StorageLocation& loc,
+                                 uint64_t begin, uint64_t end, std::byte* dst, bool direct) {
   const FileHandle& handle = file(loc.file, direct);
   uint64_t from = begin, to = end;
   if (handle.direct) {
@@ -871,7 +878,7 @@ std::byte* ReadEngine::read_span(const std::string& key, const StorageLocation& 
   if (from + got < end) {
     throw Error(ErrorCode::kCorrupt,
                 "data file " + quoted(join_path(directory_, loc.file)) + " is shorter than the metadata says: key " +
-                    quoted(key) + " needs bytes up to offset " + std::to_string(end) +
+                    quoted(key_at(from + got)) + " needs bytes up to offset " + std::to_string(end) +
                     " but the file ends at byte offset " + std::to_string(from + got) + " (rank " +
                     std::to_string(rank_) + ")");
   }
@@ -903,7 +910,7 @@ void ReadEngine::read(const std::vector<BoxRead>& reads, const ReadEngineOptions
 Bytes ReadEngine::read_bytes(const std::string& key, const StorageLocation& loc) {
   Bytes out(loc.byte_length);
   if (loc.byte_length == 0) return out;
-  read_span(key, loc, loc.byte_offset, loc.byte_offset + loc.byte_length, out.data(), false);
+  read_span([&](uint64_t) { return key; }, loc, loc.byte_offset, loc.byte_offset + loc.byte_length, out.data(), false);
   verify_blocks(key, loc, 0, loc.block_checksums.size() - 1, out.data());
   return out;
 }
