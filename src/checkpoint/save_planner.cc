@@ -285,6 +285,7 @@ std::vector<SavePlan> DefaultSavePlanner::create_global_plan(std::vector<SavePla
     for (size_t i = 0; i < items.size(); ++i) {
       if (owner[item_group[r][i]] == r) out[r].items.push_back(std::move(items[i]));
     }
+    out[r].empty_chunks = std::move(local_plans[r].empty_chunks);
   }
   return out;
 }
