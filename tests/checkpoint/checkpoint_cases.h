@@ -45,9 +45,4 @@ void case_optim_train_save(const CommPtr& comm, const std::string& dir);
 // with an uninterrupted 6-step single-rank run (rtol 1e-5, atol 1e-6).
 void case_optim_load_continue(const CommPtr& comm, const std::string& dir);
 
-// ---- errors ----
-// Missing keys: one collective kNotFound error listing every missing key on
-// every rank, with the caller's tensors untouched.
-void case_missing_keys(const CommPtr& comm, const std::string& dir);
-
 }  // namespace dcpp::testing

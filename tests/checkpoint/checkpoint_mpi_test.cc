@@ -1,6 +1,7 @@
 // The checkpoint cases under mpirun (one process per rank, the MPI backend):
-// the seed's tests, resharding between the world and its subsets, optimizer
-// state, and a collective error.
+// the seed's tests, resharding between the world and its subsets, and
+// optimizer state. (Collective load and save errors under mpirun are in the
+// storage conformance suite, tests/conformance.)
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint_cases.h"
@@ -53,12 +54,6 @@ TEST(checkpoint_optim_mpi, ResumeOnFewerRanks) {
   CommPtr sub = first_ranks(world, m);
   if (sub) case_optim_load_continue(sub, dir.path());
   world->barrier();
-}
-
-TEST(checkpoint_errors_mpi, MissingKeysFailEveryRank) {
-  CommPtr world = mpi_test_world();
-  SharedTempDir dir(world);
-  case_missing_keys(world, dir.path());
 }
 
 }  // namespace

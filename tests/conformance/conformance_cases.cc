@@ -405,6 +405,17 @@ namespace {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// Whether `message` is the same on every rank of `comm` (collective): a
+// failure anywhere is reported alike everywhere.
+bool same_on_every_rank(const CommPtr& comm, const std::string& message) {
+  std::string first = message;
+  uint64_t n = first.size();
+  comm->broadcast(&n, sizeof n, 0);
+  first.resize(n);
+  comm->broadcast(first.data(), n, 0);
+  return first == message;
+}
+
 bool supports(const StorageBackend& backend, ValueKind kind) {
   const auto& v = backend.caps.values;
   return std::find(v.begin(), v.end(), kind) != v.end();
@@ -426,17 +437,19 @@ void case_missing_key(const StorageBackend& backend, const CommPtr& comm, const 
   StateDict nested{{"y", values ? StateValue(int64_t{3}) : StateValue(Tensor::full({3}, -7.0))}};
   target.set("x", x_before.clone());
   target.set("nested", nested);
+  std::string m;
   try {
     load_through(backend, target, comm, dir);
     ADD_FAILURE() << "a load asking for missing keys succeeded on " << rank_of(comm);
   } catch (const Error& e) {
-    const std::string& m = e.message();
+    m = e.message();
     EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
     EXPECT_TRUE(contains(m, "'x'")) << m;
     EXPECT_TRUE(contains(m, "'nested.y'")) << m;
     EXPECT_FALSE(contains(m, "'a'")) << m;
     EXPECT_TRUE(contains(m, "rank")) << m;
   }
+  EXPECT_TRUE(same_on_every_rank(comm, m)) << "rank " << comm->rank() << " reports: " << m;
   // Nothing was touched.
   for (const Entry& e : present) {
     EXPECT_TRUE(equal(local_of(target.at(e.key)), local_of(untouched.at(e.key)))) << "'" << e.key << "' changed";
@@ -513,12 +526,13 @@ void case_damaged_item(const StorageBackend& backend, const CommPtr& comm, const
   comm->barrier();
 
   StateDict target = state_of(entries, mesh, Side::kLoad);
+  std::string m;
   try {
     load_through(backend, target, comm, dir);
     ADD_FAILURE() << "the load of a checkpoint whose item '" << victim.key << "' in " << victim.file << " is "
                   << (damage == Damage::kTruncate ? "truncated" : "corrupted") << " succeeded on " << rank_of(comm);
   } catch (const Error& e) {
-    const std::string& m = e.message();
+    m = e.message();
     EXPECT_EQ(e.code(), ErrorCode::kCorrupt) << e.what();
     EXPECT_TRUE(contains(m, "'" + victim.key + "'")) << "names the key '" << victim.key << "': " << m;
     EXPECT_TRUE(contains(m, victim.file)) << "names the file " << victim.file << ": " << m;
@@ -529,6 +543,7 @@ void case_damaged_item(const StorageBackend& backend, const CommPtr& comm, const
           << "]: " << m;
     }
   }
+  EXPECT_TRUE(same_on_every_rank(comm, m)) << "rank " << comm->rank() << " reports: " << m;
 }
 
 namespace {
@@ -636,13 +651,17 @@ void case_failed_overwrite(const StorageBackend& backend, const CommPtr& comm, c
                                                  comm->rank() == failing);
     cause = "stops after writing its data";
   }
+  std::string m;
   try {
     save(state_of(b, mesh, Side::kSave, values), *writer, SaveOptions{.comm = comm});
     ADD_FAILURE() << "the save meant to fail on rank " << failing << " succeeded on " << rank_of(comm);
   } catch (const Error& e) {
-    EXPECT_TRUE(contains(e.message(), "rank " + std::to_string(failing))) << "names the failing rank: " << e.message();
-    EXPECT_TRUE(contains(e.message(), cause)) << "names the cause: " << e.message();
+    m = e.message();
+    const std::string who = "rank " + std::to_string(failing) + " (of " + std::to_string(comm->size()) + ")";
+    EXPECT_TRUE(contains(m, who + " while writing data")) << "names the failing rank and phase: " << m;
+    EXPECT_TRUE(contains(m, cause)) << "names the cause: " << m;
   }
+  EXPECT_TRUE(same_on_every_rank(comm, m)) << "rank " << comm->rank() << " reports: " << m;
   writer.reset();
   comm->barrier();
   if (comm->rank() == 0) {
