@@ -294,30 +294,49 @@ Bytes bytes_of(const std::string& s) {
   return b;
 }
 
-std::vector<ValueCase> value_cases(ValueKind kind) {
+std::vector<ValueCase> value_cases(ValueKind kind, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const uint64_t bits = rng();
   switch (kind) {
     case ValueKind::kInt64:
-      return {{"zero", int64_t{0}},
+      return {{"random", static_cast<int64_t>(bits)},
+              {"zero", int64_t{0}},
               {"max", std::numeric_limits<int64_t>::max()},
               {"min", std::numeric_limits<int64_t>::min()},
               {"negative", int64_t{-1234567890123}}};
-    case ValueKind::kDouble:
-      return {{"third", 1.0 / 3.0},
+    case ValueKind::kDouble: {
+      double random, nan;  // any bit pattern: NaNs with payloads, subnormals, infinities
+      std::memcpy(&random, &bits, sizeof random);
+      const uint64_t nan_bits = 0xfff4000000000123ull;  // negative, signalling, with a payload
+      std::memcpy(&nan, &nan_bits, sizeof nan);
+      return {{"random", random},
+              {"nan_with_payload", nan},
+              {"infinity", -std::numeric_limits<double>::infinity()},
+              {"third", 1.0 / 3.0},
               {"negative_zero", -0.0},
               {"smallest_subnormal", std::numeric_limits<double>::denorm_min()},
               {"max", DBL_MAX},
               {"lr", 3.5e-4}};
-    case ValueKind::kBool: return {{"yes", true}, {"no", false}};
-    case ValueKind::kString:
-      return {{"empty", std::string()},
+    }
+    case ValueKind::kBool: return {{"yes", true}, {"no", false}, {"random", (bits & 1) != 0}};
+    case ValueKind::kString: {
+      std::string random(1 + bits % 64, ' ');
+      for (char& c : random) c = static_cast<char>('a' + rng() % 26);
+      return {{"random", random},
+              {"empty", std::string()},
               {"ascii", std::string("run-1")},
               {"utf8", std::string("\xc3\xbc \xe2\x9c\x93 \xf0\x9f\x98\x80")},
               {"quotes_and_nul", std::string("a\"b\\c\n\0d", 9)},
               {"long", std::string(20000, 'x')}};
+    }
     case ValueKind::kBytes: {
-      Bytes every(256);
+      Bytes every(256), random(1000);
       for (int i = 0; i < 256; ++i) every[i] = static_cast<std::byte>(i);
-      return {{"empty", Bytes{}}, {"every_byte", every}, {"pickle_like", bytes_of(std::string("\x80\x02}q\x00.", 6))}};
+      for (std::byte& b : random) b = static_cast<std::byte>(rng() & 0xff);
+      return {{"random", random},
+              {"empty", Bytes{}},
+              {"every_byte", every},
+              {"pickle_like", bytes_of(std::string("\x80\x02}q\x00.", 6))}};
     }
   }
   return {};
@@ -349,8 +368,9 @@ bool same_value(const StateValue& a, const StateValue& b) {
 
 }  // namespace
 
-void case_value_round_trip(const StorageBackend& backend, const CommPtr& comm, const std::string& dir, ValueKind kind) {
-  const std::vector<ValueCase> cases = value_cases(kind);
+void case_value_round_trip(const StorageBackend& backend, const CommPtr& comm, const std::string& dir, ValueKind kind,
+                           uint64_t seed) {
+  const std::vector<ValueCase> cases = value_cases(kind, seed);
   StateDict saved, target;
   for (const ValueCase& c : cases) {
     saved.set(c.name, c.value);

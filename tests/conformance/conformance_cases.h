@@ -43,8 +43,9 @@ void case_empty_and_scalar(const StorageBackend& backend, const CommPtr& comm, c
 // with empty shards: shard shapes from a literal table, values bit for bit,
 // global shapes as the reader reports them.
 void case_uneven_shards(const StorageBackend& backend, const CommPtr& comm, const std::string& dir, uint64_t seed);
-// Values of `kind`, edge cases included, nested in a dict.
-void case_value_round_trip(const StorageBackend& backend, const CommPtr& comm, const std::string& dir, ValueKind kind);
+// Values of `kind`, edge cases and a random one included, nested in a dict.
+void case_value_round_trip(const StorageBackend& backend, const CommPtr& comm, const std::string& dir, ValueKind kind,
+                           uint64_t seed);
 // Resharding: saved with one placement per tensor, loaded with another
 // (Shard(0) → Shard(1), Replicate → Shard(0), Shard(1) → Replicate, plain →
 // Shard(0), Shard(0) → plain, 3-d Shard(0) → Shard(-1)) on any world.

@@ -37,6 +37,13 @@ std::string test_name() {
   return std::string(info->test_suite_name()) + "." + info->name();
 }
 
+// Runs fn(backend, comm, dir, args..., seed) on every world, with this test's seed.
+template <typename Case, typename... Args>
+void run_case(const StorageBackend& backend, Case fn, Args... args) {
+  const uint64_t seed = test_seed(test_name());
+  run_on_worlds([&](const CommPtr& comm, const std::string& dir) { fn(backend, comm, dir, args..., seed); });
+}
+
 // ---- per backend ----
 
 class conformance_Backend : public ::testing::TestWithParam<StorageBackend> {
@@ -48,15 +55,9 @@ std::string backend_name(const ::testing::TestParamInfo<StorageBackend>& info) {
 
 class conformance_Tensors : public conformance_Backend {};
 
-TEST_P(conformance_Tensors, EmptyAndScalar) {
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) { case_empty_and_scalar(backend(), comm, dir, seed); });
-}
+TEST_P(conformance_Tensors, EmptyAndScalar) { run_case(backend(), case_empty_and_scalar); }
 
-TEST_P(conformance_Tensors, UnevenShards) {
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) { case_uneven_shards(backend(), comm, dir, seed); });
-}
+TEST_P(conformance_Tensors, UnevenShards) { run_case(backend(), case_uneven_shards); }
 
 INSTANTIATE_TEST_SUITE_P(, conformance_Tensors, ::testing::ValuesIn(registered_backends()), backend_name);
 
@@ -72,28 +73,17 @@ INSTANTIATE_TEST_SUITE_P(, conformance_Reshard, ::testing::ValuesIn(registered_b
 
 class conformance_Keys : public conformance_Backend {};
 
-TEST_P(conformance_Keys, MissingKey) {
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) { case_missing_key(backend(), comm, dir, seed); });
-}
+TEST_P(conformance_Keys, MissingKey) { run_case(backend(), case_missing_key); }
 
 INSTANTIATE_TEST_SUITE_P(, conformance_Keys, ::testing::ValuesIn(registered_backends()), backend_name);
 
 class conformance_Damage : public conformance_Backend {};
 
-TEST_P(conformance_Damage, TruncatedItem) {
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) {
-    case_damaged_item(backend(), comm, dir, Damage::kTruncate, seed);
-  });
-}
+TEST_P(conformance_Damage, TruncatedItem) { run_case(backend(), case_damaged_item, Damage::kTruncate); }
 
 TEST_P(conformance_Damage, CorruptedItem) {
   if (!backend().caps.detects_corruption) GTEST_SKIP() << backend().caps.corruption_reason;
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) {
-    case_damaged_item(backend(), comm, dir, Damage::kFlipByte, seed);
-  });
+  run_case(backend(), case_damaged_item, Damage::kFlipByte);
 }
 
 INSTANTIATE_TEST_SUITE_P(, conformance_Damage, ::testing::ValuesIn(registered_backends()), backend_name);
@@ -102,17 +92,11 @@ class conformance_Overwrite : public conformance_Backend {};
 
 TEST_P(conformance_Overwrite, FailedFileWriteKeepsTheOldCheckpoint) {
   if (!backend().caps.injectable_file_system) GTEST_SKIP() << backend().caps.file_system_reason;
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) {
-    case_failed_overwrite(backend(), comm, dir, SaveFailure::kFileWrite, seed);
-  });
+  run_case(backend(), case_failed_overwrite, SaveFailure::kFileWrite);
 }
 
 TEST_P(conformance_Overwrite, RankFailingAfterItsWritesKeepsTheOldCheckpoint) {
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) {
-    case_failed_overwrite(backend(), comm, dir, SaveFailure::kRankAfterWriting, seed);
-  });
+  run_case(backend(), case_failed_overwrite, SaveFailure::kRankAfterWriting);
 }
 
 INSTANTIATE_TEST_SUITE_P(, conformance_Overwrite, ::testing::ValuesIn(registered_backends()), backend_name);
@@ -126,10 +110,7 @@ TEST_P(conformance_DType, RoundTrip) {
   if (!has(backend.caps.dtypes, dtype)) {
     GTEST_SKIP() << backend.name << " cannot store " << dtype_name(dtype) << ": " << backend.caps.dtype_reason;
   }
-  const uint64_t seed = test_seed(test_name());
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) {
-    case_dtype_round_trip(backend, comm, dir, dtype, seed);
-  });
+  run_case(backend, case_dtype_round_trip, dtype);
 }
 
 INSTANTIATE_TEST_SUITE_P(, conformance_DType,
@@ -149,9 +130,7 @@ TEST_P(conformance_Values, RoundTrip) {
   if (!has(backend.caps.values, kind)) {
     GTEST_SKIP() << backend.name << " cannot store " << kind_name(kind) << " values: " << backend.caps.value_reason;
   }
-  run_on_worlds([&](const CommPtr& comm, const std::string& dir) {
-    case_value_round_trip(backend, comm, dir, kind);
-  });
+  run_case(backend, case_value_round_trip, kind);
 }
 
 INSTANTIATE_TEST_SUITE_P(, conformance_Values,
