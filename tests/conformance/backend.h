@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,10 @@ struct BackendCapabilities {
   std::string file_system_reason;
 };
 
+// The suite names checkpoints by local paths in a temporary directory it
+// owns; a backend whose storage lives elsewhere (an object store) maps such
+// a path to its own names in the factories, and back to the local files
+// behind them in find_tensor_bytes and list_dir.
 struct StorageBackend {
   std::string name;  // a gtest parameter name: letters, digits, '_'
   BackendCapabilities caps;
@@ -80,9 +85,13 @@ struct StorageBackend {
       make_writer;
   std::function<std::unique_ptr<StorageReader>(const std::string& path, const RankContext& ctx)> make_reader;
   // Maps an item the reader's metadata reports (StoredItem with the item_*
-  // fields and path filled) to its raw tensor bytes. Null: the item is the
-  // raw bytes (data_* = item_*).
+  // fields and path = "<checkpoint>/<file>" filled) to its raw tensor bytes,
+  // and `path` to the local file that holds them if that is elsewhere.
+  // Null: the item is the raw bytes (data_* = item_*).
   std::function<void(StoredItem& item)> find_tensor_bytes;
+  // The names a directory holds (what a save left beside its checkpoint).
+  // Null: the local directory's entries.
+  std::function<std::set<std::string>(const std::string& dir)> list_dir;
 };
 
 void PrintTo(const StorageBackend& backend, std::ostream* os);

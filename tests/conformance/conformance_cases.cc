@@ -604,7 +604,8 @@ class FailingAfterWrite final : public StorageWriter {
   int rank_ = 0;
 };
 
-std::set<std::string> listing(const std::string& dir) {
+std::set<std::string> listing(const StorageBackend& backend, const std::string& dir) {
+  if (backend.list_dir) return backend.list_dir(dir);
   std::set<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(dir)) names.insert(e.path().filename().string());
   return names;
@@ -657,7 +658,7 @@ void case_failed_overwrite(const StorageBackend& backend, const CommPtr& comm, c
   DeviceMesh mesh = init_device_mesh(comm, "cpu", {comm->size()});
   save_through(backend, state_of(a, mesh, Side::kSave, values), comm, dir);
   comm->barrier();
-  const std::set<std::string> before = listing(dir);
+  const std::set<std::string> before = listing(backend, dir);
   comm->barrier();
 
   const std::string path = checkpoint_path(dir);
@@ -685,7 +686,7 @@ void case_failed_overwrite(const StorageBackend& backend, const CommPtr& comm, c
   writer.reset();
   comm->barrier();
   if (comm->rank() == 0) {
-    const std::set<std::string> after = listing(dir);
+    const std::set<std::string> after = listing(backend, dir);
     EXPECT_EQ(after, before) << "left beside the checkpoint: " << joined(after) << " (before: " << joined(before)
                              << ")";
   }
