@@ -21,7 +21,9 @@ bool has(const std::vector<T>& list, T x) {
   return std::find(list.begin(), list.end(), x) != list.end();
 }
 
-std::string kind_name(ValueKind kind) {
+std::string param_name(DType dtype) { return std::string(dtype_name(dtype)); }
+
+std::string param_name(ValueKind kind) {
   switch (kind) {
     case ValueKind::kInt64: return "int";
     case ValueKind::kDouble: return "float";
@@ -52,6 +54,12 @@ class conformance_Backend : public ::testing::TestWithParam<StorageBackend> {
 };
 
 std::string backend_name(const ::testing::TestParamInfo<StorageBackend>& info) { return info.param.name; }
+
+// "<backend>_<dtype or value kind>".
+template <typename T>
+std::string backend_and(const ::testing::TestParamInfo<std::tuple<StorageBackend, T>>& info) {
+  return std::get<0>(info.param).name + "_" + param_name(std::get<1>(info.param));
+}
 
 class conformance_Tensors : public conformance_Backend {};
 
@@ -116,10 +124,7 @@ TEST_P(conformance_DType, RoundTrip) {
 INSTANTIATE_TEST_SUITE_P(, conformance_DType,
                          ::testing::Combine(::testing::ValuesIn(registered_backends()),
                                             ::testing::ValuesIn(all_dtypes())),
-                         [](const auto& info) {
-                           return std::get<0>(info.param).name + "_" +
-                                  std::string(dtype_name(std::get<1>(info.param)));
-                         });
+                         backend_and<DType>);
 
 // ---- per backend and value kind ----
 
@@ -128,7 +133,7 @@ class conformance_Values : public ::testing::TestWithParam<std::tuple<StorageBac
 TEST_P(conformance_Values, RoundTrip) {
   const auto& [backend, kind] = GetParam();
   if (!has(backend.caps.values, kind)) {
-    GTEST_SKIP() << backend.name << " cannot store " << kind_name(kind) << " values: " << backend.caps.value_reason;
+    GTEST_SKIP() << backend.name << " cannot store " << param_name(kind) << " values: " << backend.caps.value_reason;
   }
   run_case(backend, case_value_round_trip, kind);
 }
@@ -136,9 +141,7 @@ TEST_P(conformance_Values, RoundTrip) {
 INSTANTIATE_TEST_SUITE_P(, conformance_Values,
                          ::testing::Combine(::testing::ValuesIn(registered_backends()),
                                             ::testing::ValuesIn(all_value_kinds())),
-                         [](const auto& info) {
-                           return std::get<0>(info.param).name + "_" + kind_name(std::get<1>(info.param));
-                         });
+                         backend_and<ValueKind>);
 
 }  // namespace
 }  // namespace dcpp::testing
