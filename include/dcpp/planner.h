@@ -68,8 +68,9 @@ struct WriteItem {
 struct SavePlan {
   std::vector<WriteItem> items;
   // Tensors this rank holds that have no bytes to write here (an empty shard,
-  // a zero-size tensor): they still reach the metadata with dtype and global
-  // shape, but writers never see them (final plans leave them empty).
+  // a zero-size tensor): they reach the metadata with dtype and global shape.
+  // Final plans keep each rank's own, for formats that know a tensor only
+  // through its stored chunks (a zero-size tensor has none with bytes).
   std::vector<WriteItem> empty_chunks;
 };
 

@@ -14,7 +14,8 @@
 //    key per file, the chunk's global offsets in the header's __metadata__
 //    as PyTorch writes them (DCP_SHARDING_INFO = {fqn: {"saved_offsets": [..]}},
 //    DCP_VERSION, format = "pt"); no index file. Global shapes are the
-//    maximum of offset + size over the chunks.
+//    maximum of offset + size over the chunks. A zero-size tensor has no
+//    chunk with bytes: the coordinator writes it whole (offset 0).
 // Non-tensor values, which safetensors cannot hold, travel as JSON in the
 // __metadata__ entry "dcpp_values" of the file that holds them (ignored by
 // other tools). A save is staged beside the target and swapped in at commit,
@@ -105,6 +106,8 @@ class SafetensorsWriter final : public StorageWriter {
   void abort() noexcept override;
 
  private:
+  std::vector<WriteItem> items_to_write(const SavePlan& plan) const;
+
   std::string path_;
   SafetensorsWriterOptions options_;
   FileSystemPtr fs_;

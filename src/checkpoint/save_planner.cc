@@ -317,7 +317,7 @@ void validate_tensors(const LocalPlans& plans, const KeyTable& keys, const CopyG
   }
 }
 
-// Step 6: each rank's final plan, its owned items in its own order.
+// Step 6: each rank's final plan: its owned items in its own order, and its empty chunks.
 std::vector<SavePlan> build_final_plans(LocalPlans& plans, const CopyGroups& groups, const std::vector<int>& owner) {
   const int world = static_cast<int>(plans.size());
   std::vector<SavePlan> out(world);
@@ -326,6 +326,7 @@ std::vector<SavePlan> build_final_plans(LocalPlans& plans, const CopyGroups& gro
     for (size_t i = 0; i < items.size(); ++i) {
       if (owner[groups.item_group[r][i]] == r) out[r].items.push_back(std::move(items[i]));
     }
+    out[r].empty_chunks = std::move(plans[r].empty_chunks);
   }
   return out;
 }

@@ -1,9 +1,7 @@
 #include "checkpoint/checkpoint_cases.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
-#include <filesystem>
 #include <ostream>
 #include <optional>
 
@@ -348,73 +346,6 @@ void case_optim_load_continue(const CommPtr& comm, const std::string& dir) {
   // And the run really moved away from the loaded point.
   MLPModule initial(Device::kCpu);
   EXPECT_FALSE(allclose(initial.net1().weight()->local(), ref_params[0].second->local(), 1e-5, 1e-6));
-}
-
-// ===================== errors =====================
-
-void case_missing_keys(const CommPtr& comm, const std::string& dir) {
-  DeviceMesh mesh = init_device_mesh(comm, "cpu", {comm->size()});
-  Generator gen(99);
-  Tensor a_full = Tensor::uniform({8, 3}, -1, 1, gen);
-  Tensor b_full = Tensor::uniform({4}, -1, 1, gen);
-  StateDict saved{{"a", shard_of(a_full, mesh, {Shard{0}})}, {"b", b_full}};
-  save(saved, dir);
-
-  DTensor a = shard_of(Tensor::full({8, 3}, -7.0), mesh, {Shard{0}});
-  Tensor b = Tensor::full({4}, -7.0);
-  StateDict nested{{"y", int64_t{3}}};
-  StateDict target{{"a", a}, {"b", b}, {"x", Tensor::full({2}, -7.0)}, {"nested", nested}};
-  try {
-    load(target, dir);
-    ADD_FAILURE() << "load with missing keys succeeded";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
-    const std::string msg = e.message();
-    EXPECT_NE(msg.find("'x'"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("'nested.y'"), std::string::npos) << msg;
-    EXPECT_EQ(msg.find("'a'"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("rank"), std::string::npos) << msg;
-  }
-  // Nothing was touched.
-  EXPECT_TRUE(equal(a.to_local(), Tensor::full(a.to_local().shape(), -7.0)));
-  EXPECT_TRUE(equal(b, Tensor::full({4}, -7.0)));
-  EXPECT_EQ(nested.at("y").as<int64_t>(), 3);
-
-  // allow_partial_load loads what is there and leaves the rest.
-  load(target, dir, LoadOptions{.allow_partial_load = true});
-  EXPECT_TRUE(equal(a.full_tensor(), a_full));
-  EXPECT_TRUE(equal(b, b_full));
-  EXPECT_EQ(nested.at("y").as<int64_t>(), 3);
-}
-
-// ===================== helpers =====================
-
-CommPtr first_ranks(const CommPtr& comm, int n) {
-  const bool member = comm->rank() < n;
-  CommPtr sub = comm->split(member ? 0 : 1, comm->rank());
-  return member ? sub : nullptr;
-}
-
-std::string shared_temp_dir(const CommPtr& comm) {
-  std::string path;
-  if (comm->rank() == 0) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "dcpp-ckpt-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  uint64_t n = path.size();
-  comm->broadcast(&n, sizeof n, 0);
-  path.resize(n);
-  comm->broadcast(path.data(), n, 0);
-  return path;
-}
-
-void remove_shared_temp_dir(const CommPtr& comm, const std::string& dir) {
-  comm->barrier();
-  if (comm->rank() == 0) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
 }
 
 }  // namespace dcpp::testing

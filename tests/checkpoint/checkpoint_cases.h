@@ -45,17 +45,4 @@ void case_optim_train_save(const CommPtr& comm, const std::string& dir);
 // with an uninterrupted 6-step single-rank run (rtol 1e-5, atol 1e-6).
 void case_optim_load_continue(const CommPtr& comm, const std::string& dir);
 
-// ---- errors ----
-// Missing keys: one collective kNotFound error listing every missing key on
-// every rank, with the caller's tensors untouched.
-void case_missing_keys(const CommPtr& comm, const std::string& dir);
-
-// ---- helpers ----
-// The ranks [0, n) of `comm` as their own communicator (collective over
-// `comm`; ranks >= n get null).
-CommPtr first_ranks(const CommPtr& comm, int n);
-// A directory every rank agrees on: rank 0 creates it, the path is broadcast.
-std::string shared_temp_dir(const CommPtr& comm);
-void remove_shared_temp_dir(const CommPtr& comm, const std::string& dir);
-
 }  // namespace dcpp::testing

@@ -1,6 +1,7 @@
 // The checkpoint cases under mpirun (one process per rank, the MPI backend):
-// the seed's tests, resharding between the world and its subsets, optimizer
-// state, and a collective error.
+// the seed's tests, resharding between the world and its subsets, and
+// optimizer state. (Collective load and save errors under mpirun are in the
+// storage conformance suite, tests/conformance.)
 #include <gtest/gtest.h>
 
 #include "checkpoint/checkpoint_cases.h"
@@ -9,26 +10,15 @@
 namespace dcpp::testing {
 namespace {
 
-class SharedDir {
- public:
-  explicit SharedDir(CommPtr comm) : comm_(std::move(comm)), path_(shared_temp_dir(comm_)) {}
-  ~SharedDir() { remove_shared_temp_dir(comm_, path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  CommPtr comm_;
-  std::string path_;
-};
-
 TEST(TestTpCheckpoint, test_tp_checkpoint) {
   CommPtr world = mpi_test_world();
-  SharedDir dir(world);
+  SharedTempDir dir(world);
   case_tp_checkpoint(world, dir.path());
 }
 
 TEST(TestTpCheckpoint, test_tp_checkpoint_load_on_meta_device) {
   CommPtr world = mpi_test_world();
-  SharedDir dir(world);
+  SharedTempDir dir(world);
   case_tp_checkpoint_load_on_meta_device(world, dir.path());
 }
 
@@ -36,7 +26,7 @@ TEST(checkpoint_reshard_mpi, WorldToEverySubsetAndBack) {
   CommPtr world = mpi_test_world();
   const int n = world->size();
   const uint64_t seed = test_seed("checkpoint_reshard_mpi.WorldToEverySubsetAndBack");
-  SharedDir dir(world);
+  SharedTempDir dir(world);
   const std::string from_world = dir.path() + "/from-world";
   ReshardLayout full{n, {n}};
   case_reshard_save(world, from_world, full, seed);
@@ -58,18 +48,12 @@ TEST(checkpoint_reshard_mpi, WorldToEverySubsetAndBack) {
 
 TEST(checkpoint_optim_mpi, ResumeOnFewerRanks) {
   CommPtr world = mpi_test_world();
-  SharedDir dir(world);
+  SharedTempDir dir(world);
   case_optim_train_save(world, dir.path());
   const int m = world->size() == 4 ? 2 : world->size() - 1;
   CommPtr sub = first_ranks(world, m);
   if (sub) case_optim_load_continue(sub, dir.path());
   world->barrier();
-}
-
-TEST(checkpoint_errors_mpi, MissingKeysFailEveryRank) {
-  CommPtr world = mpi_test_world();
-  SharedDir dir(world);
-  case_missing_keys(world, dir.path());
 }
 
 }  // namespace

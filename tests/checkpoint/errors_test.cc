@@ -1,5 +1,7 @@
 // Bad input and failures: each case checks the error code and that the
 // message names the key, file or rank involved; failures are collective.
+// Missing keys, a truncated data file and a save failing over an existing
+// checkpoint are checked for every storage format in tests/conformance.
 #include <gtest/gtest.h>
 
 #include <xxhash.h>
@@ -9,13 +11,11 @@
 #include <fstream>
 #include <mutex>
 
-#include "checkpoint/checkpoint_cases.h"
 #include "checkpoint/memory_storage.h"
 #include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
-#include "dcpp/testing/fault_injecting_file_system.h"
 #include "support/distributed.h"
 
 namespace dcpp::testing {
@@ -107,11 +107,6 @@ std::shared_ptr<RankErrors> load_weight(const std::string& dir, int world, bool 
 
 // ---------------- key validation ----------------
 
-TEST(checkpoint_errors, MissingKeysAreListedInOneErrorAndNothingIsTouched) {
-  TempDir tmp;
-  for_each_world_size({1, 3}, [&](CommPtr comm) { case_missing_keys(comm, tmp.path() + "/w" + std::to_string(comm->size())); });
-}
-
 TEST(checkpoint_errors, ShapeMismatchNamesTheKey) {
   TempDir tmp;
   save(StateDict{{"w", Tensor::zeros({3, 4})}}, tmp.path());
@@ -128,20 +123,6 @@ TEST(checkpoint_errors, ShapeMismatchNamesTheKey) {
 }
 
 // ---------------- damaged checkpoints ----------------
-
-TEST(checkpoint_errors, TruncatedDataFile) {
-  TempDir tmp;
-  save_weight(tmp.path(), 2);
-  const std::string file = tmp.path() + "/" + data_file_name(1);
-  fs::resize_file(file, fs::file_size(file) / 2);
-  auto errors = load_weight(tmp.path(), 2, false);
-  for (int r = 0; r < 2; ++r) {
-    ASSERT_TRUE(errors->at(r)) << "rank " << r << " did not fail";
-    EXPECT_EQ(errors->at(r)->code(), ErrorCode::kCorrupt);
-    EXPECT_TRUE(contains(errors->at(r)->message(), data_file_name(1))) << errors->at(r)->message();
-    EXPECT_TRUE(contains(errors->at(r)->message(), "rank 1")) << errors->at(r)->message();
-  }
-}
 
 TEST(checkpoint_errors, FlippedByteInABlockReadByAReshardedLoad) {
   TempDir tmp;
@@ -260,46 +241,6 @@ TEST(checkpoint_errors, DotDotInAFileName) {
 }
 
 // ---------------- failures during save and load ----------------
-
-TEST(checkpoint_errors, SaveFailingMidwayOnOneRankKeepsTheOldCheckpoint) {
-  TempDir tmp;
-  const std::string dir = tmp.path() + "/ckpt";
-  save_weight(dir, 3);  // the previous complete checkpoint
-  RankErrors errors(3);
-  run_ranks(3, [&](CommPtr comm) {
-    errors.run(comm->rank(), [&] {
-      DeviceMesh mesh = init_device_mesh(comm, "cpu", {3});
-      StateDict sd{{"w", distribute_tensor(Tensor::full({64, 64}, 5.0), mesh, {Shard{0}})}, {"step", int64_t{10}}};
-      FileSystemWriterOptions options;
-      options.block_size = 4096;
-      if (comm->rank() == 1) {
-        auto faulty = std::make_shared<FaultInjectingFileSystem>();
-        Fault no_space;  // rank 1's first data write finds the disk full
-        no_space.op = FsOp::kPwrite;
-        no_space.nth = 1;
-        no_space.error = 28;  // ENOSPC
-        faulty->add_fault(no_space);
-        options.filesystem = faulty;
-      }
-      FileSystemWriter writer(dir, options);
-      save(sd, writer);
-    });
-  });
-  for (int r = 0; r < 3; ++r) {
-    ASSERT_TRUE(errors.at(r)) << "rank " << r << " did not fail";
-    const std::string& m = errors.at(r)->message();
-    EXPECT_EQ(errors.at(r)->code(), ErrorCode::kIo) << m;
-    EXPECT_TRUE(contains(m, "save failed on rank 1 (of 3) while writing data")) << m;
-    EXPECT_EQ(m, errors.at(0)->message());
-  }
-  // The old checkpoint is intact and nothing of the failed save is left beside it.
-  EXPECT_EQ(checkpoint_state(*default_file_system(), dir), CheckpointState::kComplete);
-  EXPECT_FALSE(fs::exists(staging_path(dir)));
-  auto loaded = load_weight(dir, 2);
-  EXPECT_FALSE(loaded->at(0)) << loaded->at(0)->what();
-  CheckpointReader reader = open_checkpoint(dir);
-  EXPECT_EQ(reader.value("step").as<int64_t>(), 9);
-}
 
 TEST(checkpoint_errors, ARankThrowingMidSaveFailsEveryRank) {
   for (FailMode mode : {FailMode::kDcppError, FailMode::kForeignException}) {

@@ -208,7 +208,11 @@ TEST(checkpoint_global_plan, ZeroSizeAndEmptyShards) {
   auto finals = planner.create_global_plan(plans);
   EXPECT_EQ(fqns(finals[0]), (std::vector<std::string>{"t"}));
   EXPECT_TRUE(finals[1].items.empty());
-  EXPECT_TRUE(finals[0].empty_chunks.empty());
+  // Each rank keeps its own empty chunks (a writer may need to know of them).
+  ASSERT_EQ(finals[0].empty_chunks.size(), 1u);
+  EXPECT_EQ(finals[0].empty_chunks[0].fqn, "z");
+  ASSERT_EQ(finals[1].empty_chunks.size(), 2u);
+  EXPECT_EQ(finals[1].empty_chunks[1].fqn, "t");
   // A non-empty tensor that only has empty chunks is not covered.
   std::vector<SavePlan> bad(1);
   bad[0].empty_chunks = {chunk("t", {3}, {3}, {0})};

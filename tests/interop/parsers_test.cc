@@ -280,39 +280,19 @@ TEST(interop_SafetensorsHeader, ShardedChunksMustTile) {
 
 // ---------------- safetensors writer ----------------
 
-TEST(interop_SafetensorsWriter, AllDtypesRoundTripAndTorchCompatibleRefuses) {
+// (Every dtype and value kind round trips in both layouts: tests/conformance.)
+TEST(interop_SafetensorsWriter, TorchCompatibleRefusesBoolAndFloat8BeforeWriting) {
   testing::TempDir tmp;
-  uint64_t seed = testing::test_seed("SafetensorsWriter.AllDtypes");
-  Generator gen(seed);
-  StateDict sd;
-  std::vector<std::pair<std::string, Tensor>> want;
-  for (DType d : {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16, DType::kInt8, DType::kInt16,
-                  DType::kInt32, DType::kInt64, DType::kUInt8, DType::kBool, DType::kFloat8E4M3FN,
-                  DType::kFloat8E5M2}) {
-    Tensor t = Tensor::uniform({3, 5}, -4, 4, gen).to(d);
-    std::string key = "t_" + std::string(dtype_name(d));
-    sd.set(key, t);
-    want.emplace_back(key, t);
-  }
-  sd.set("step", int64_t(42));
-  sd.set("name", std::string("model"));
-  for (auto layout : {SafetensorsLayout::kFull, SafetensorsLayout::kSharded}) {
-    const std::string path = tmp.path() + (layout == SafetensorsLayout::kFull ? "/full" : "/sharded");
+  for (DType d : {DType::kBool, DType::kFloat8E4M3FN, DType::kFloat8E5M2}) {
+    StateDict sd{{"ok", Tensor::zeros({2})}, {"t", Tensor::zeros({3}, d)}};
     SafetensorsWriterOptions o;
-    o.layout = layout;
-    SafetensorsWriter w(path, o);
-    save(sd, w);
-    CheckpointReader r(std::make_unique<SafetensorsReader>(path));
-    for (const auto& [key, t] : want) EXPECT_TRUE(equal(r.read(key), t)) << key;
-    EXPECT_EQ(r.value("step").as<int64_t>(), 42);
-    EXPECT_EQ(r.value("name").as<std::string>(), "model");
+    o.torch_compatible = true;
+    SafetensorsWriter w(tmp.path() + "/compat", o);
+    const std::string msg = message_of([&] { save(sd, w); });
+    EXPECT_NE(msg.find("PyTorch"), std::string::npos) << dtype_name(d) << ": " << msg;
+    EXPECT_NE(msg.find("'t'"), std::string::npos) << dtype_name(d) << ": " << msg;
+    EXPECT_FALSE(default_file_system()->exists(tmp.path() + "/compat")) << dtype_name(d);
   }
-  SafetensorsWriterOptions o;
-  o.torch_compatible = true;
-  SafetensorsWriter w(tmp.path() + "/compat", o);
-  const std::string msg = message_of([&] { save(sd, w); });
-  EXPECT_NE(msg.find("PyTorch"), std::string::npos) << msg;
-  EXPECT_FALSE(default_file_system()->exists(tmp.path() + "/compat"));
 }
 
 TEST(interop_SafetensorsWriter, ShardedLayoutOnThreeRanksHasPyTorchNamesAndOffsets) {

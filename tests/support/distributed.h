@@ -21,6 +21,10 @@ void for_each_world_size(std::initializer_list<int> sizes, const std::function<v
 // The world communicator of an *_mpi test binary.
 CommPtr mpi_test_world();
 
+// The ranks [0, n) of `comm` as their own communicator (collective over
+// `comm`; ranks >= n get null).
+CommPtr first_ranks(const CommPtr& comm, int n);
+
 // A fresh empty directory under the system temp dir, removed at destruction.
 class TempDir {
  public:
@@ -31,6 +35,22 @@ class TempDir {
   const std::string& path() const { return path_; }
 
  private:
+  std::string path_;
+};
+
+// A fresh empty directory every rank of `comm` agrees on (rank 0 creates it
+// and broadcasts the path), removed by rank 0 after a barrier at destruction.
+// Construction and destruction are collective over `comm`.
+class SharedTempDir {
+ public:
+  explicit SharedTempDir(CommPtr comm);
+  ~SharedTempDir();
+  SharedTempDir(const SharedTempDir&) = delete;
+  SharedTempDir& operator=(const SharedTempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  CommPtr comm_;
   std::string path_;
 };
 

@@ -37,6 +37,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -102,9 +103,11 @@ class ReadEngine {
   RandomAccessFile& file(const std::string& name, bool direct);
   // Reads file bytes [begin, end) into `dst`, which has room for the
   // page-aligned span around them when the handle is direct; returns the
-  // pointer to byte `begin` inside dst.
-  std::byte* read_span(const std::string& key, const StorageLocation& loc, uint64_t begin, uint64_t end,
-                       std::byte* dst, bool direct);
+  // pointer to byte `begin` inside dst. A span may cover several items:
+  // when the file ends early, the error names key_at(where it ends), the
+  // key whose bytes are missing.
+  std::byte* read_span(const std::function<std::string(uint64_t file_offset)>& key_at, const StorageLocation& loc,
+                       uint64_t begin, uint64_t end, std::byte* dst, bool direct);
   void verify_blocks(const std::string& key, const StorageLocation& loc, uint64_t first, uint64_t last,
                      const std::byte* item_bytes_at_first);
   void add_sent(uint64_t n) { bytes_sent_ += n; }

@@ -68,7 +68,15 @@ void run_op(ReadEngine& engine, const ReadPlan& plan, const Op& op, bool direct,
   AlignedBuffer buffer = buffers.acquire(span + kIoAlignment);
   try {
     const Item& first_item = plan.items[plan.pieces[op.pieces.front()].item];
-    const std::byte* data = engine.read_span(first_item.key, *first_item.loc, op.begin, op.end, buffer.data(), direct);
+    // One read may span several items: a file cut short names the one whose bytes are missing.
+    auto key_at = [&](uint64_t offset) {
+      for (size_t p : op.pieces) {
+        const Item& item = plan.items[plan.pieces[p].item];
+        if (item.loc->byte_offset + plan.piece_end(plan.pieces[p]) > offset) return item.key;
+      }
+      return plan.items[plan.pieces[op.pieces.back()].item].key;
+    };
+    const std::byte* data = engine.read_span(key_at, *first_item.loc, op.begin, op.end, buffer.data(), direct);
     for (size_t p : op.pieces) {
       const Piece& piece = plan.pieces[p];
       const Item& item = plan.items[piece.item];
@@ -136,8 +144,8 @@ RandomAccessFile& ReadEngine::file(const std::string& name, bool direct) {
   return *slot;
 }
 
-std::byte* ReadEngine::read_span(const std::string& key, const StorageLocation& loc, uint64_t begin, uint64_t end,
-                                 std::byte* dst, bool direct) {
+std::byte* ReadEngine::read_span(const std::function<std::string(uint64_t)>& key_at, const StorageLocation& loc,
+                                 uint64_t begin, uint64_t end, std::byte* dst, bool direct) {
   RandomAccessFile& handle = file(loc.file, direct);
   uint64_t from = begin, to = end;
   if (handle.direct()) {
@@ -158,7 +166,7 @@ std::byte* ReadEngine::read_span(const std::string& key, const StorageLocation& 
   if (from + got < end) {
     throw Error(ErrorCode::kCorrupt,
                 "data file " + quoted(join_path(directory_, loc.file)) + " is shorter than the metadata says: key " +
-                    quoted(key) + " needs bytes up to offset " + std::to_string(end) +
+                    quoted(key_at(from + got)) + " needs bytes up to offset " + std::to_string(end) +
                     " but the file ends at byte offset " + std::to_string(from + got) + " (rank " +
                     std::to_string(rank_) + ")");
   }
@@ -185,7 +193,8 @@ void ReadEngine::verify_blocks(const std::string& key, const StorageLocation& lo
 Bytes ReadEngine::read_bytes(const std::string& key, const StorageLocation& loc) {
   Bytes out(loc.byte_length);
   if (loc.byte_length == 0) return out;
-  read_span(key, loc, loc.byte_offset, loc.byte_offset + loc.byte_length, out.data(), false);
+  read_span([&](uint64_t) { return key; }, loc, loc.byte_offset, loc.byte_offset + loc.byte_length, out.data(),
+            false);
   verify_blocks(key, loc, 0, loc.block_checksums.size() - 1, out.data());
   return out;
 }

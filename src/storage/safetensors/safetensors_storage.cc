@@ -75,16 +75,34 @@ void SafetensorsWriter::prepare() {
   }
 }
 
+// The items this rank writes: its plan's, and — on the coordinator — every
+// zero-size tensor whole (offset 0, its global shape). Such a tensor has no
+// chunk with bytes, and safetensors knows a tensor only by an entry for it.
+std::vector<WriteItem> SafetensorsWriter::items_to_write(const SavePlan& plan) const {
+  std::vector<WriteItem> items = plan.items;
+  if (!is_coordinator_) return items;
+  std::set<std::string> zero_size;
+  for (const WriteItem& item : plan.empty_chunks) {
+    if (shape_numel(item.global_shape) != 0 || !zero_size.insert(item.fqn).second) continue;
+    WriteItem whole_item = item;
+    whole_item.offsets = Shape(item.global_shape.size(), 0);
+    whole_item.sizes = item.global_shape;
+    items.push_back(std::move(whole_item));
+  }
+  return items;
+}
+
 std::vector<WriteResult> SafetensorsWriter::write_data(const SavePlan& plan, SavePlanner& planner) {
   std::vector<WriteResult> results;
+  const std::vector<WriteItem> items = items_to_write(plan);
   if (options_.torch_compatible) {
-    for (const WriteItem& item : plan.items) {
+    for (const WriteItem& item : items) {
       if (item.type == WriteItemType::kTensor) check_torch_compatible(item.fqn, item.dtype);
     }
   }
   const std::string staging = staging_path(path_);
   std::map<std::string, std::pair<ValueKind, Bytes>> values;
-  for (const WriteItem& item : plan.items) {
+  for (const WriteItem& item : items) {
     if (item.type == WriteItemType::kValue) values[item.fqn] = {item.value_kind, planner.resolve_value(item)};
   }
   auto value_result = [&](const std::string& fqn, const std::string& file) {
@@ -107,36 +125,38 @@ std::vector<WriteResult> SafetensorsWriter::write_data(const SavePlan& plan, Sav
     results.push_back(std::move(r));
   };
   auto file_tensor = [&](const WriteItem& item) {
-    return FileTensor{item.fqn, item.dtype, item.sizes, [&planner, &item] { return planner.resolve_tensor(item); }};
+    return FileTensor{item.fqn, item.dtype, item.sizes, [&planner, &item] {
+                        return item.nbytes == 0 ? Tensor::zeros(item.sizes, item.dtype) : planner.resolve_tensor(item);
+                      }};
   };
 
-  const bool all_whole = std::all_of(plan.items.begin(), plan.items.end(), [](const WriteItem& i) {
+  const bool all_whole = std::all_of(items.begin(), items.end(), [](const WriteItem& i) {
     return i.type != WriteItemType::kTensor || whole(i);
   });
   if (options_.layout == SafetensorsLayout::kFull && world_size_ == 1 && all_whole) {
     // One rank holding whole tensors: the final files directly.
     std::vector<FileTensor> tensors;
-    std::vector<const WriteItem*> items;
-    for (const WriteItem& item : plan.items) {
+    std::vector<const WriteItem*> written;
+    for (const WriteItem& item : items) {
       if (item.type == WriteItemType::kTensor) {
         tensors.push_back(file_tensor(item));
-        items.push_back(&item);
+        written.push_back(&item);
       }
     }
     auto files = write_full_layout(*fs_, staging, tensors, values, options_.max_shard_size);
     size_t k = 0;
     for (const auto& f : files) {
-      for (size_t i = 0; i < f.keys.size(); ++i, ++k) tensor_result(*items[k], f.name, f.offsets[i]);
+      for (size_t i = 0; i < f.keys.size(); ++i, ++k) tensor_result(*written[k], f.name, f.offsets[i]);
     }
     for (const auto& [fqn, v] : values) value_result(fqn, files.front().name);
     return results;
   }
 
-  if (plan.items.empty()) return results;
+  if (items.empty()) return results;
   // Sharded form: the n-th chunk of a key on this rank goes to file n.
   std::vector<std::vector<const WriteItem*>> per_file;
   std::map<std::string, size_t> seen;
-  for (const WriteItem& item : plan.items) {
+  for (const WriteItem& item : items) {
     if (item.type != WriteItemType::kTensor) continue;
     size_t n = seen[item.fqn]++;
     if (per_file.size() <= n) per_file.resize(n + 1);
