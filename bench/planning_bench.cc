@@ -100,7 +100,7 @@ void BM_GlobalSavePlanning(benchmark::State& state) {
 
 void BM_Validation(benchmark::State& state) {
   const int ranks = static_cast<int>(state.range(0));
-  std::map<std::string, std::pair<Shape, std::vector<detail::ChunkBox>>> boxes;
+  std::map<std::string, std::pair<Shape, std::vector<ChunkBox>>> boxes;
   for (const SavePlan& p : local_plans(ranks)) {
     for (const WriteItem& item : p.items) {
       auto& [shape, list] = boxes[item.fqn];
@@ -109,7 +109,7 @@ void BM_Validation(benchmark::State& state) {
     }
   }
   for (auto _ : state) {
-    for (const auto& [key, v] : boxes) detail::validate_chunk_tiling(key, v.first, v.second);
+    for (const auto& [key, v] : boxes) validate_chunk_tiling(key, v.first, v.second);
   }
 }
 

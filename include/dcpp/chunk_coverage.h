@@ -10,7 +10,7 @@
 
 #include "dcpp/dtype.h"
 
-namespace dcpp::detail {
+namespace dcpp {
 
 struct ChunkBox {
   Shape offsets;
@@ -22,4 +22,4 @@ struct ChunkBox {
 // fault. Chunks with zero volume are ignored.
 void validate_chunk_tiling(const std::string& key, const Shape& global_shape, const std::vector<ChunkBox>& chunks);
 
-}  // namespace dcpp::detail
+}  // namespace dcpp

@@ -5,7 +5,7 @@
 
 #include "dcpp/error.h"
 
-namespace dcpp::detail {
+namespace dcpp {
 
 namespace {
 
@@ -146,4 +146,4 @@ void validate_chunk_tiling(const std::string& key, const Shape& global_shape, co
   }
 }
 
-}  // namespace dcpp::detail
+}  // namespace dcpp

@@ -299,12 +299,12 @@ std::vector<int> assign_owners(const LocalPlans& plans, const CopyGroups& groups
 // order, so the error reported first does not depend on the ranks' plan order.
 void validate_tensors(const LocalPlans& plans, const KeyTable& keys, const CopyGroups& groups,
                       const std::vector<int>& owner) {
-  std::vector<std::vector<detail::ChunkBox>> chunks(keys.keys.size());
+  std::vector<std::vector<ChunkBox>> chunks(keys.keys.size());
   for (size_t g = 0; g < groups.size(); ++g) {
     const CopyGroups::Copy& c = groups.first(g);
     const WriteItem& item = item_of(plans, c);
     if (item.type != WriteItemType::kTensor) continue;
-    chunks[keys.item_key[c.rank][c.index]].push_back(detail::ChunkBox{item.offsets, item.sizes, owner[g]});
+    chunks[keys.item_key[c.rank][c.index]].push_back(ChunkBox{item.offsets, item.sizes, owner[g]});
   }
   std::vector<uint32_t> by_name(keys.keys.size());
   std::iota(by_name.begin(), by_name.end(), 0u);
@@ -313,7 +313,7 @@ void validate_tensors(const LocalPlans& plans, const KeyTable& keys, const CopyG
   for (uint32_t k : by_name) {
     const WriteItem& first = *keys.keys[k].first;
     if (first.type != WriteItemType::kTensor) continue;
-    detail::validate_chunk_tiling(first.fqn, first.global_shape, chunks[k]);
+    validate_chunk_tiling(first.fqn, first.global_shape, chunks[k]);
   }
 }
 

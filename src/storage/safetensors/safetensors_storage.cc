@@ -367,10 +367,10 @@ Metadata SafetensorsReader::read_metadata() {
     }
   }
   for (const auto& [key, t] : md.tensors) {
-    std::vector<detail::ChunkBox> boxes;
+    std::vector<ChunkBox> boxes;
     for (const auto& c : t.chunks) boxes.push_back({c.offsets, c.sizes, 0});
     try {
-      detail::validate_chunk_tiling(key, t.global_shape, boxes);
+      validate_chunk_tiling(key, t.global_shape, boxes);
     } catch (const Error& e) {
       throw Error(ErrorCode::kCorrupt, "safetensors checkpoint " + interop::quoted(path_) +
                                            ": the saved chunks do not tile the tensor: " + e.message());

@@ -203,7 +203,7 @@ Metadata decode_dcp_metadata(const void* data, size_t size, const std::string& s
     tm.global_shape = d.size(d.need(ts, "size", "TensorStorageMetadata"), "TensorStorageMetadata.size");
     const PyNode& chunks = d.need(ts, "chunks", "TensorStorageMetadata");
     if (chunks.kind != PyKind::kList) d.fail("chunks of '" + fqn + "' are not a list");
-    std::vector<detail::ChunkBox> boxes;
+    std::vector<ChunkBox> boxes;
     for (uint32_t ci : chunks.items) {
       const PyNode& c = g.at(ci);
       if (!d.is_object(c, "ChunkStorageMetadata")) d.fail("a chunk of '" + fqn + "' is not a ChunkStorageMetadata");
@@ -225,7 +225,7 @@ Metadata decode_dcp_metadata(const void* data, size_t size, const std::string& s
       tm.chunks.push_back(std::move(cm));
     }
     try {
-      detail::validate_chunk_tiling(fqn, tm.global_shape, boxes);
+      validate_chunk_tiling(fqn, tm.global_shape, boxes);
     } catch (const Error& e) {
       d.fail("the chunks do not tile the tensor: " + e.message());
     }
