@@ -13,6 +13,7 @@
 
 #include "comm/rank_status.h"
 #include "dcpp/error.h"
+#include "io/paths.h"
 
 namespace dcpp {
 namespace {
@@ -27,11 +28,7 @@ constexpr std::string_view kOldSuffix = ".dcpp-old";
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::string join(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return dir + "/" + name;
-}
+using paths::join;
 
 // ".step-000100.dcpp-staging" → "step-000100" (and the same for ".dcpp-old").
 std::optional<std::string> hidden_step_name(const std::string& name, std::string_view suffix) {

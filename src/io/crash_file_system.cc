@@ -17,6 +17,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/forwarding_file_system.h"
+#include "io/paths.h"
 #include "io/posix_file.h"
 
 namespace dcpp {
@@ -30,15 +31,7 @@ Key key_of(const struct stat& st) { return {static_cast<uint64_t>(st.st_dev), st
 
 std::string qp(const std::string& s) { return "'" + s + "'"; }
 
-// Splits "a/b/c" into ("a/b", "c"); "c" into (".", "c"); "/c" into ("/", "c").
-std::pair<std::string, std::string> split_path(const std::string& path) {
-  std::string p = path;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  auto slash = p.find_last_of('/');
-  if (slash == std::string::npos) return {".", p};
-  if (slash == 0) return {"/", p.substr(1)};
-  return {p.substr(0, slash), p.substr(slash + 1)};
-}
+using paths::split_parent;
 
 constexpr unsigned kRenameNoReplace = 1;  // RENAME_NOREPLACE
 constexpr unsigned kRenameExchange = 2;   // RENAME_EXCHANGE
@@ -177,7 +170,7 @@ CrashFileSystem::DirPtr CrashFileSystem::dir_at(const std::string& dir_path) {
   return dir;
 }
 
-CrashFileSystem::DirPtr CrashFileSystem::dir_of(const std::string& path) { return dir_at(split_path(path).first); }
+CrashFileSystem::DirPtr CrashFileSystem::dir_of(const std::string& path) { return dir_at(split_parent(path).first); }
 
 void CrashFileSystem::track_file(int fd, bool fresh) {
   struct stat st;
@@ -256,7 +249,7 @@ std::unique_ptr<WritableFile> CrashFileSystem::open_write(const std::string& pat
   step(FsOp::kOpen, path);
   std::lock_guard lock(mutex_);
   DirPtr dir = dir_of(path);
-  const std::string name = split_path(path).second;
+  const std::string name = split_parent(path).second;
   struct stat before;
   const bool existed = ::fstatat(dir->fd, name.c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0;
   bool direct = false;
@@ -282,8 +275,8 @@ void CrashFileSystem::rename(const std::string& from, const std::string& to) {
   std::lock_guard lock(mutex_);
   DirPtr a = dir_of(from);
   DirPtr b = dir_of(to);
-  const std::string a_name = split_path(from).second;
-  const std::string b_name = split_path(to).second;
+  const std::string a_name = split_parent(from).second;
+  const std::string b_name = split_parent(to).second;
   struct stat moved;
   if (::fstatat(a->fd, a_name.c_str(), &moved, AT_SYMLINK_NOFOLLOW) != 0) {
     throw_sys("rename " + qp(from) + " to " + qp(to), errno);
@@ -324,8 +317,8 @@ bool CrashFileSystem::rename_exchange(const std::string& x, const std::string& y
   std::lock_guard lock(mutex_);
   DirPtr a = dir_of(x);
   DirPtr b = dir_of(y);
-  const std::string a_name = split_path(x).second;
-  const std::string b_name = split_path(y).second;
+  const std::string a_name = split_parent(x).second;
+  const std::string b_name = split_parent(y).second;
   if (renameat2_sys(a->fd, a_name, b->fd, b_name, kRenameExchange) != 0) {
     int err = errno;
     if (err == EINVAL || err == ENOSYS || err == EOPNOTSUPP) return false;
@@ -346,7 +339,7 @@ bool CrashFileSystem::mkdir(const std::string& path) {
   step(FsOp::kMkdir, path);
   std::lock_guard lock(mutex_);
   DirPtr dir = dir_of(path);
-  const std::string name = split_path(path).second;
+  const std::string name = split_parent(path).second;
   if (::mkdirat(dir->fd, name.c_str(), 0755) != 0) {
     int err = errno;
     struct stat st;
@@ -377,7 +370,7 @@ bool CrashFileSystem::remove(const std::string& path) {
     if (e.code() == ErrorCode::kNotFound) return false;
     throw;
   }
-  const std::string name = split_path(path).second;
+  const std::string name = split_parent(path).second;
   struct stat st;
   if (::fstatat(dir->fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return false;

@@ -5,26 +5,6 @@
 
 namespace dcpp {
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-std::string parent_of(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-std::string base_name(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-std::string join(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return dir + "/" + name;
-}
-
 std::vector<KeySummary> summarize_keys(const Metadata& md) {
   std::vector<KeySummary> keys;
   for (const auto& [key, t] : md.tensors) {

@@ -7,14 +7,15 @@
 #include <vector>
 
 #include "dcpp/inspect.h"
+#include "io/paths.h"
 #include "dcpp/metadata.h"
 
 namespace dcpp {
 
-std::string quoted(const std::string& s);  // 'text'
-std::string parent_of(const std::string& path);
-std::string base_name(const std::string& path);
-std::string join(const std::string& dir, const std::string& name);  // dir/name
+using paths::base_name;
+using paths::join;
+using paths::parent_of;
+using paths::quoted;
 
 // One KeySummary per tensor (its non-empty chunks, their bytes and files),
 // then per value, each group in key order.

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "io/paths.h"
+
 namespace dcpp::fs_detail {
 
 static_assert(std::endian::native == std::endian::little,
@@ -32,11 +34,7 @@ inline std::vector<uint64_t> block_checksums(const std::byte* data, uint64_t len
   return sums;
 }
 
-inline std::string join_path(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return dir + "/" + name;
-}
+inline std::string join_path(const std::string& dir, const std::string& name) { return paths::join(dir, name); }
 
 inline std::string hex64(uint64_t v) {
   static const char* digits = "0123456789abcdef";

@@ -23,16 +23,9 @@ namespace {
 
 using fs_detail::join_path;
 
-std::pair<std::string, std::string> split_parent(const std::string& path) {
-  std::string p = path;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  auto slash = p.find_last_of('/');
-  if (slash == std::string::npos) return {".", p};
-  if (slash == 0) return {"/", p.substr(1)};
-  return {p.substr(0, slash), p.substr(slash + 1)};
-}
+using paths::split_parent;
 
-std::string parent_of(const std::string& path) { return split_parent(path).first; }
+using paths::parent_of;
 
 bool is_data_file_name(const std::string& name) {
   // data-<digits>.bin

@@ -6,29 +6,19 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "io/paths.h"
 
 namespace dcpp::interop {
 namespace {
 
-std::pair<std::string, std::string> split_parent(const std::string& path) {
-  std::string p = path;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  auto slash = p.find_last_of('/');
-  if (slash == std::string::npos) return {".", p};
-  if (slash == 0) return {"/", p.substr(1)};
-  return {p.substr(0, slash), p.substr(slash + 1)};
-}
+using paths::split_parent;
 
 // Above this many bytes, a box read is split along its first dimension.
 constexpr uint64_t kMaxSpanBytes = 16ull << 20;
 
 }  // namespace
 
-std::string join(const std::string& dir, const std::string& name) {
-  if (dir.empty()) return name;
-  if (dir.back() == '/') return dir + name;
-  return dir + "/" + name;
-}
+std::string join(const std::string& dir, const std::string& name) { return paths::join(dir, name); }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
