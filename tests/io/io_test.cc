@@ -19,8 +19,11 @@
 #include "dcpp/testing/fault_injecting_file_system.h"
 #include "io/thread_pool.h"
 #include "support/distributed.h"
+#include "support/expect_error.h"
 
 namespace dcpp {
+
+using testing::expect_error;
 namespace {
 
 using testing::TempDir;
@@ -35,17 +38,6 @@ void write_file(const std::string& path, const std::string& content) {
   out << content;
 }
 
-template <typename F>
-Error expect_error(F&& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected an Error with code " << error_code_name(code);
-  return Error(ErrorCode::kInternal, "no error");
-}
 
 // Open descriptors of this process, to see that file objects release theirs.
 size_t open_descriptors() {

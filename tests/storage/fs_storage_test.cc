@@ -14,8 +14,11 @@
 #include "storage/fs/block_reader.h"
 #include "storage/test_planners.h"
 #include "support/distributed.h"
+#include "support/expect_error.h"
 
 namespace dcpp {
+
+using testing::expect_error;
 namespace {
 
 namespace stdfs = std::filesystem;
@@ -26,17 +29,6 @@ using testing::test_seed;
 using testing::TestLoadPlanner;
 using testing::TestSavePlanner;
 
-template <typename F>
-Error expect_error(F&& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected an Error with code " << error_code_name(code);
-  return Error(ErrorCode::kInternal, "no error");
-}
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

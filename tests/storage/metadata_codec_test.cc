@@ -10,8 +10,11 @@
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "support/distributed.h"
+#include "support/expect_error.h"
 
 namespace dcpp {
+
+using testing::expect_error;
 namespace {
 
 using testing::test_seed;
@@ -97,17 +100,6 @@ void fix_checksum(std::vector<std::byte>& bytes) {
   std::memcpy(bytes.data() + bytes.size() - 8, &sum, 8);
 }
 
-template <typename F>
-Error expect_error(F&& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected an Error with code " << error_code_name(code);
-  return Error(ErrorCode::kInternal, "no error");
-}
 
 TEST(storage_MetadataCodec, GoldenEncodingMatchesTheDocumentByteForByte) {
   std::vector<std::byte> encoded = encode_metadata(tiny_metadata());
