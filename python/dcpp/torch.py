@@ -71,6 +71,15 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+_FLOAT8 = {getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n)}
+
+
+def _exportable(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor as DLPack can carry it: float8 (no DLPack code) as a uint8
+    view of the same bytes, which the C++ side gives its dtype back."""
+    return tensor.view(torch.uint8) if tensor.dtype in _FLOAT8 else tensor
+
+
 def _host(tensor: torch.Tensor) -> torch.Tensor:
     """`tensor` itself on the CPU; else a pinned host copy (untested here: no GPU)."""
     tensor = tensor.detach()
@@ -175,7 +184,7 @@ class StorageWriter(_storage.StorageWriter):
                     list(td.chunk.sizes),
                     list(td.size),
                     _dtype_name(td.properties.dtype),
-                    tensor,
+                    _exportable(tensor),
                 )
             )
         try:
@@ -309,18 +318,20 @@ class StorageReader(_storage.StorageReader):
                 raise _core.Error(
                     f"checkpoint {self.path!r} has no chunk of '{fqn}' at offsets {list(item.storage_index.offset)}"
                 )
-            target = planner.resolve_tensor(item).detach()
+            resolved = planner.resolve_tensor(item)
+            target = resolved.detach()
             host = target if target.device.type == "cpu" else torch.empty(
                 target.shape, dtype=target.dtype, pin_memory=torch.cuda.is_available()
             )
-            items.append((fqn, chunk, list(item.storage_offsets), list(item.lengths)))
+            float8 = _dtype_name(host.dtype) if host.dtype in _FLOAT8 else None
+            items.append((fqn, chunk, list(item.storage_offsets), list(item.lengths), float8))
             hosts.append(host)
-            targets.append((item, target))
-        reader.read(items, hosts)
-        for (item, target), host in zip(targets, hosts):
+            targets.append((item, resolved, target))
+        reader.read(items, [_exportable(h) for h in hosts])
+        for (item, resolved, target), host in zip(targets, hosts):
             if host is not target:
                 target.copy_(host)
-            planner.commit_tensor(item, target)
+            planner.commit_tensor(item, resolved)
         if value_items:
             stored = reader.read_values([item.storage_index.fqn for item in value_items])
             for item, value in zip(value_items, stored):

@@ -124,6 +124,15 @@ nb::tuple location_tuple(const StorageLocation& loc) {
   return nb::make_tuple(loc.file, loc.byte_offset, loc.byte_length, nb::tuple(checksums));
 }
 
+// float8 has no DLPack code: Python hands such tensors over as uint8 views
+// of the same bytes, which take their dtype back here.
+Tensor with_dtype(Tensor t, DType dtype) {
+  if (t.dtype() == DType::kUInt8 && dtype != DType::kUInt8 && dtype_size(dtype) == 1) {
+    return Tensor::from_blob(t.data_ptr(), t.sizes(), dtype, t.strides());
+  }
+  return t;
+}
+
 class RankWriter {
  public:
   RankWriter(std::string path, bool overwrite, uint64_t block_size, size_t io_threads, bool direct_io)
@@ -159,7 +168,7 @@ class RankWriter {
       item.global_shape = to_shape(t[3]);
       item.dtype = dtype_from_name(nb::cast<std::string>(t[4]));
       item.nbytes = static_cast<uint64_t>(shape_numel(item.sizes)) * dtype_size(item.dtype);
-      data.push_back(tensor_from_array(nb::cast<ReadOnlyArray>(t[5])));
+      data.push_back(with_dtype(tensor_from_array(nb::cast<ReadOnlyArray>(t[5])), item.dtype));
       plan.items.push_back(std::move(item));
     }
     for (nb::handle v : values) {
@@ -272,8 +281,9 @@ class RankReader {
     return out;
   }
 
-  // items: (fqn, chunk_index, storage_offsets, lengths) each; targets: one
-  // writable array per item, of the box's shape (any strides and dtype).
+  // items: (fqn, chunk_index, storage_offsets, lengths[, target dtype]) each;
+  // targets: one writable array per item, of the box's shape (any strides
+  // and dtype; the dtype names a float8 target handed over as uint8).
   void read(nb::list items, nb::list targets) {
     if (items.size() != targets.size()) {
       throw Error(ErrorCode::kInvalidArgument, std::to_string(items.size()) + " read items but " +
@@ -291,6 +301,7 @@ class RankReader {
       item.lengths = to_shape(t[3]);
       item.dest_offsets.assign(item.lengths.size(), 0);
       Tensor dest = tensor_from_array(nb::cast<AnyArray>(targets[i]));
+      if (nb::len(t) > 4 && !t[4].is_none()) dest = with_dtype(dest, dtype_from_name(nb::cast<std::string>(t[4])));
       if (dest.sizes() != item.lengths) {
         throw Error(ErrorCode::kInvalidArgument, "destination of '" + item.fqn + "' has shape " +
                                                      shape_to_string(dest.sizes()) + ", the read item's box is " +
@@ -361,7 +372,7 @@ void bind_rank_storage(nb::module_& m) {
            "direct_io"_a = true)
       .def("metadata", &RankReader::metadata, "The checkpoint's metadata as plain Python objects.")
       .def("read", &RankReader::read, "items"_a, "targets"_a,
-           "Reads boxes (fqn, chunk_index, storage_offsets, lengths) into the given arrays, in place,\n"
+           "Reads boxes (fqn, chunk_index, storage_offsets, lengths[, dtype]) into the given arrays, in place,\n"
            "verifying every checksum block touched.")
       .def("read_values", &RankReader::read_values, "keys"_a);
 }

@@ -221,6 +221,29 @@ def test_save_killed_in_write_data_leaves_previous_checkpoint(tmp_path, seed):
         assert torch.equal(sd["model"][key], want), key
 
 
+def test_every_dtype_round_trips_in_one_process(tmp_path, seed):
+    """float8 has no DLPack code and crosses as uint8 views; a transposed
+    (non-contiguous) tensor is written as it is viewed."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(6, 5, generator=g)
+    state = {d: base.to(getattr(torch, d)) for d in
+             ("float32", "float64", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")}
+    state.update({d: torch.randint(-100, 100, (6, 5), generator=g).to(getattr(torch, d))
+                  for d in ("int8", "int16", "int32", "int64", "uint8", "bool")})
+    state["transposed"] = base.t()
+    path = str(tmp_path / "ckpt")
+    dcp.save(state, storage_writer=dcpp.torch.StorageWriter(path))
+    reader = dcpp.CheckpointReader(path)
+    for key, want in state.items():
+        assert reader.dtype(key) == str(want.dtype).removeprefix("torch."), key
+        got = torch.from_numpy(reader.read(key, dtype="float64"))
+        assert torch.equal(got, want.double()), key
+    target = {k: torch.zeros_like(v) for k, v in state.items()}
+    dcp.load(target, storage_reader=dcpp.torch.StorageReader(path))
+    for key, want in state.items():
+        assert torch.equal(target[key].contiguous().view(torch.uint8), want.contiguous().view(torch.uint8)), key
+
+
 def test_import_dcpp_without_torch():
     code = "import sys; sys.modules['torch'] = None\nimport dcpp\ntry:\n import dcpp.torch\nexcept ImportError:\n print('ok')"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
