@@ -135,42 +135,34 @@ def worker(rank, world, args, port, results):
     src = state(1.0)
     out = {}
     base = args.dir
-    for threads in args.dcp_threads:
+
+    def dcp_rounds(name, writer, reader, label):
+        """`args.runs` dcp.save + cold dcp.load of `src` through the given storage."""
         saves, loads = [], []
         for run in range(args.runs):
-            path = os.path.join(base, f"dcp-t{threads}-{run}")
-            saves.append(timed(lambda: dcp.save(src, storage_writer=dcp.FileSystemWriter(path, thread_count=threads))))
+            path = os.path.join(base, f"{name}-{run}")
+            saves.append(timed(lambda: dcp.save(src, storage_writer=writer(path))))
             if rank == 0:
                 fsync_tree(path)
                 drop_cache(path)
             dst = state(0.0)
-            loads.append(timed(lambda: dcp.load(dst, storage_reader=dcp.FileSystemReader(path))))
-            ok = all(bool((v.to_local() == 1.0).all()) for v in dst.values())
-            if not ok:
-                raise RuntimeError("PyTorch DCP load returned wrong data")
+            loads.append(timed(lambda: dcp.load(dst, storage_reader=reader(path))))
+            if not all(bool((v.to_local() == 1.0).all()) for v in dst.values()):
+                raise RuntimeError(f"{label} load returned wrong data")
             del dst
             dist.barrier()
             if rank == 0:
                 shutil.rmtree(path, ignore_errors=True)
+        return saves, loads
+
+    for threads in args.dcp_threads:
+        saves, loads = dcp_rounds(f"dcp-t{threads}", lambda p: dcp.FileSystemWriter(p, thread_count=threads),
+                                  dcp.FileSystemReader, "PyTorch DCP")
         out[f"dcp_save_t{threads}"] = saves
         out[f"dcp_load_t{threads}"] = loads
-
-    saves, loads = [], []
-    for run in range(args.runs if args.dcpp_torch else 0):
-        import dcpp.torch
-        path = os.path.join(base, f"dcpp-torch-{run}")
-        saves.append(timed(lambda: dcp.save(src, storage_writer=dcpp.torch.StorageWriter(path))))
-        if rank == 0:
-            drop_cache(path)  # the writer fsynced every file; its direct writes left little cached anyway
-        dst = state(0.0)
-        loads.append(timed(lambda: dcp.load(dst, storage_reader=dcpp.torch.StorageReader(path))))
-        if not all(bool((v.to_local() == 1.0).all()) for v in dst.values()):
-            raise RuntimeError("dcpp.torch load returned wrong data")
-        del dst
-        dist.barrier()
-        if rank == 0:
-            shutil.rmtree(path, ignore_errors=True)
     if args.dcpp_torch:
+        import dcpp.torch
+        saves, loads = dcp_rounds("dcpp-torch", dcpp.torch.StorageWriter, dcpp.torch.StorageReader, "dcpp.torch")
         out["dcpp_torch_save"] = saves
         out["dcpp_torch_load"] = loads
 
