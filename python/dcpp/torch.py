@@ -30,6 +30,7 @@ This module imports torch; `import dcpp` does not.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import os
@@ -40,6 +41,12 @@ from torch.futures import Future
 from torch.distributed.checkpoint import metadata as _md
 from torch.distributed.checkpoint import planner as _planner
 from torch.distributed.checkpoint import storage as _storage
+from torch.distributed.checkpoint.staging import BlockingAsyncStager
+
+try:  # torch >= 2.5
+    from torch.distributed.tensor import DTensor
+except ImportError:  # torch 2.4
+    from torch.distributed._tensor import DTensor
 
 from . import _core
 
@@ -90,6 +97,20 @@ def _host(tensor: torch.Tensor) -> torch.Tensor:
     return host
 
 
+def _snapshot(obj: Any) -> Any:
+    """A copy of a state dict that shares no memory with it."""
+    if isinstance(obj, dict):
+        return type(obj)((k, _snapshot(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        return type(obj)(_snapshot(v) for v in obj)
+    if isinstance(obj, DTensor):
+        return DTensor.from_local(obj.to_local().detach().clone(), obj.device_mesh, obj.placements,
+                                  run_check=False, shape=obj.shape, stride=obj.stride())
+    if type(obj) is torch.Tensor or isinstance(obj, torch.nn.Parameter):
+        return obj.detach().clone()
+    return copy.deepcopy(obj)
+
+
 def _done(value: Any) -> Future:
     future: Future = Future()  # DCP waits on torch futures
     future.set_result(value)
@@ -102,13 +123,20 @@ def _path(checkpoint_id: Any) -> str:
     return os.fspath(checkpoint_id)
 
 
-class StorageWriter(_storage.StorageWriter):
+class StorageWriter(_storage.StorageWriter, BlockingAsyncStager):
     """Writes a native dcpp checkpoint at `path` for `dcp.save` / `dcp.async_save`.
 
     overwrite: replace a complete checkpoint already at `path` (atomically, at
     commit); False refuses before anything is written. block_size: checksum
     block size. io_threads: writer threads per rank. direct_io: O_DIRECT where
     the file system allows it.
+
+    It is also the stager of `dcp.async_save` (as PyTorch's FileSystemWriter
+    is): `stage` copies every tensor and value before async_save returns, so
+    the caller may change its state right away. torch's own staging copies
+    only what is not on the CPU in older versions (2.4), hence a copy of
+    its own: each tensor is cloned on its device (DTensors keep mesh and
+    placements), values are deep-copied.
     """
 
     def __init__(
@@ -120,7 +148,8 @@ class StorageWriter(_storage.StorageWriter):
         io_threads: int = 2,
         direct_io: bool = True,
     ) -> None:
-        super().__init__()
+        _storage.StorageWriter.__init__(self)
+        BlockingAsyncStager.__init__(self)
         self.path = _path(path)
         self.overwrite = overwrite
         self.block_size = block_size
@@ -140,6 +169,9 @@ class StorageWriter(_storage.StorageWriter):
         if checkpoint_id is not None:
             self.path = _path(checkpoint_id)
         self._native = None
+
+    def stage(self, state_dict: Any) -> Any:
+        return _snapshot(state_dict)
 
     def set_up_storage_writer(self, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("use_collectives") is False:
