@@ -101,23 +101,28 @@ bench: build
 
 # `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
 # disk, with a dcpp run before and after each peer group; prints dcpp's ratio
-# to each peer (bench/README.md). Installs PyTorch (CPU) and safetensors with
-# pip into TORCH_VENV when they are missing.
+# to each peer (bench/README.md), and dcpp.torch (dcpp's storage under DCP,
+# the module of this build) beside DCP's own. Installs PyTorch (CPU) and
+# safetensors with pip into TORCH_VENV when they are missing.
 TORCH_VENV ?= $(HOME)/.cache/dcpp/torch-venv
 bench-peers: build
-	@test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
-	@$(TORCH_VENV)/bin/python -c "import torch, safetensors" 2>/dev/null || \
-	  $(TORCH_VENV)/bin/pip install --quiet torch safetensors numpy
-	@$(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp $(BUILD)/dcpp --json $(BUILD)/bench-peers.json
+	@bash scripts/interop/torch-venv.sh $(TORCH_VENV)
+	@PYTHONPATH=$(CURDIR)/$(BUILD)/python $(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp $(BUILD)/dcpp --json $(BUILD)/bench-peers.json
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
 
 # dcpp against real PyTorch (CPU wheels from PyPI in a venv outside the
-# repository): PyTorch DCP and safetensors checkpoints both ways.
+# repository): PyTorch DCP and safetensors checkpoints both ways, and dcpp as
+# DCP's storage (dcpp.torch) on gloo ranks.
 # DCPP_INTEROP_FIXTURES=tests/data/interop refreshes the committed fixtures.
 # The oldest supported PyTorch, in its own venv:
 #   make interop TORCH_VENV=$HOME/.cache/dcpp/torch24-venv TORCH_SPEC='torch==2.4.* numpy<2'
 TORCH_SPEC ?= torch
-interop: configure
+# The dcpp.torch tests (python/tests/torch_dcp) need the Python module: the
+# build gets it with the bindings venv's Python, or the torch venv's without one.
+INTEROP_PYTHON = $(if $(wildcard $(PY_VENV)/bin/python),$(PY_VENV),$(TORCH_VENV))/bin/python
+interop: deps
+	@DCPP_TORCH_SPEC='$(TORCH_SPEC)' bash scripts/interop/torch-venv.sh $(TORCH_VENV)
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DDCPP_BUILD_PYTHON=ON -DPython_EXECUTABLE=$(INTEROP_PYTHON) $(CMAKE_FLAGS) > /dev/null
 	@DCPP_TORCH_VENV=$(TORCH_VENV) DCPP_TORCH_SPEC='$(TORCH_SPEC)' bash scripts/interop/run.sh $(BUILD) $(JOBS)

@@ -8,12 +8,16 @@ the same directory (so the same disk):
 
   * PyTorch DCP save and load (FileSystemWriter/Reader, gloo, N processes),
     with its default thread_count and with the best of 1, 2, 4 threads;
-  * safetensors save_file / load_file of each rank's local shards.
+  * safetensors save_file / load_file of each rank's local shards;
+  * dcpp's own PyTorch storage (dcpp.torch.StorageWriter/Reader: DCP's
+    planners, dcpp's writer and reader) on the same DTensor state dict,
+    beside PyTorch DCP's FileSystemWriter/Reader (needs the dcpp module on
+    PYTHONPATH, as `make bench-peers` sets it; skipped otherwise).
 
 Reads are cold for everyone: every file is fsynced and dropped from the page
 cache (posix_fadvise DONTNEED) before each load. It runs in --runs rounds.
 In a round the peers run in groups (DCP with 1 thread, with each of
---threads, then safetensors), and given the dcpp binary (--dcpp), `dcpp
+--threads, dcpp.torch, then safetensors), and given the dcpp binary (--dcpp), `dcpp
 bench --runs 1 --no-reshard --no-async` (raw write and read, save,
 same-sharding load) runs before the first group and after each group, on
 the same directory. Each peer figure is compared with the mean of the dcpp
@@ -131,25 +135,36 @@ def worker(rank, world, args, port, results):
     src = state(1.0)
     out = {}
     base = args.dir
-    for threads in args.dcp_threads:
+
+    def dcp_rounds(name, writer, reader, label):
+        """`args.runs` dcp.save + cold dcp.load of `src` through the given storage."""
         saves, loads = [], []
         for run in range(args.runs):
-            path = os.path.join(base, f"dcp-t{threads}-{run}")
-            saves.append(timed(lambda: dcp.save(src, storage_writer=dcp.FileSystemWriter(path, thread_count=threads))))
+            path = os.path.join(base, f"{name}-{run}")
+            saves.append(timed(lambda: dcp.save(src, storage_writer=writer(path))))
             if rank == 0:
                 fsync_tree(path)
                 drop_cache(path)
             dst = state(0.0)
-            loads.append(timed(lambda: dcp.load(dst, storage_reader=dcp.FileSystemReader(path))))
-            ok = all(bool((v.to_local() == 1.0).all()) for v in dst.values())
-            if not ok:
-                raise RuntimeError("PyTorch DCP load returned wrong data")
+            loads.append(timed(lambda: dcp.load(dst, storage_reader=reader(path))))
+            if not all(bool((v.to_local() == 1.0).all()) for v in dst.values()):
+                raise RuntimeError(f"{label} load returned wrong data")
             del dst
             dist.barrier()
             if rank == 0:
                 shutil.rmtree(path, ignore_errors=True)
+        return saves, loads
+
+    for threads in args.dcp_threads:
+        saves, loads = dcp_rounds(f"dcp-t{threads}", lambda p: dcp.FileSystemWriter(p, thread_count=threads),
+                                  dcp.FileSystemReader, "PyTorch DCP")
         out[f"dcp_save_t{threads}"] = saves
         out[f"dcp_load_t{threads}"] = loads
+    if args.dcpp_torch:
+        import dcpp.torch
+        saves, loads = dcp_rounds("dcpp-torch", dcpp.torch.StorageWriter, dcpp.torch.StorageReader, "dcpp.torch")
+        out["dcpp_torch_save"] = saves
+        out["dcpp_torch_load"] = loads
 
     saves, loads = [], []
     for run in range(args.runs if args.safetensors else 0):
@@ -202,6 +217,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="*", default=[2, 4], help="DCP thread counts tried besides 1 (the default)")
     ap.add_argument("--dcpp", help="the dcpp binary; without it only the peers run")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--no-dcpp-torch", action="store_true", help="skip dcpp.torch (dcpp's storage under PyTorch DCP)")
     args = ap.parse_args()
 
     import torch
@@ -220,7 +236,16 @@ def main():
     # dcpp runs right before and right after it, so the disk's drift from
     # minute to minute stays out of the comparison. The median over the
     # rounds is shown.
-    groups = [([t], False) for t in sorted(set([1] + args.threads))] + [([], True)]
+    dcpp_torch = not args.no_dcpp_torch
+    if dcpp_torch:
+        try:
+            import dcpp.torch  # noqa: F401
+        except ImportError as e:
+            print(f"dcpp.torch skipped: {e} (put build/python on PYTHONPATH)")
+            dcpp_torch = False
+    groups = [([t], False, False) for t in sorted(set([1] + args.threads))]
+    groups += [([], False, True)] if dcpp_torch else []
+    groups += [([], True, False)]
     rounds = []  # per round: {"peers": {key: seconds}, "dcpp": {key: (run before, run after)}, "dcpp_runs": [...]}
     for r in range(args.runs):
         shutil.rmtree(args.dir, ignore_errors=True)
@@ -228,11 +253,12 @@ def main():
         dcpp_dir = os.path.join(args.dir, "dcpp")
         before = run_dcpp(args, dcpp_dir) if args.dcpp else None
         rd = {"peers": {}, "dcpp": {}, "dcpp_runs": [before]}
-        for g, (threads, safetensors) in enumerate(groups):
+        for g, (threads, safetensors, with_dcpp_torch) in enumerate(groups):
             peer_args = argparse.Namespace(**vars(args))
             peer_args.runs = 1
             peer_args.dcp_threads = threads
             peer_args.safetensors = safetensors
+            peer_args.dcpp_torch = with_dcpp_torch
             manager = mp.Manager()
             results = manager.dict()
             port = 29500 + (os.getpid() + r * len(groups) + g) % 1000
@@ -295,6 +321,23 @@ def main():
             entry.update({"dcpp_over_peer": r, "dcpp_over_peer_by_round": ratios, "peer_over_raw": pr})
         print(f"{name:44s} {secs:9.3f} {gbps:8.3f} {ratio:>10s} {peer_raw:>9s}  {target}  {by_round}")
         report["figures"][name] = entry
+    if dcpp_torch:
+        # The same DCP calls, state dict and ranks with either storage: PyTorch
+        # DCP's time ÷ dcpp.torch's in each round (groups run minutes apart
+        # at most), median over rounds; reads cold for both.
+        print(f"dcpp.torch (DCP + dcpp's StorageWriter/Reader) vs PyTorch DCP FileSystemWriter/Reader, "
+              f"{args.ranks} ranks, cold reads:")
+        print(f"{'figure':44s} {'seconds':>9s} {'GiB/s':>8s} {'DCP s':>9s} {'DCP/dcpp':>9s}  (by round)")
+        for name, mine, theirs in (("dcpp.torch save", "dcpp_torch_save", "dcp_save_t1"),
+                                   ("dcpp.torch load", "dcpp_torch_load", "dcp_load_t1")):
+            secs = peer_secs[mine]
+            ratios = [rd["peers"][theirs] / rd["peers"][mine] for rd in rounds]
+            print(f"{name:44s} {secs:9.3f} {ckpt_bytes / GiB / secs:8.3f} {peer_secs[theirs]:9.3f} {med(ratios):9.2f}  "
+                  "(" + ", ".join(f"{x:.2f}" for x in ratios) + ")")
+            report["figures"][name] = {"seconds": secs, "gib_per_s": ckpt_bytes / GiB / secs,
+                                       "samples": [rd["peers"][mine] for rd in rounds],
+                                       "pytorch_dcp_over_dcpp_torch": med(ratios),
+                                       "pytorch_dcp_over_dcpp_torch_by_round": ratios}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

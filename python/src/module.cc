@@ -18,6 +18,7 @@
 #include "dcpp/error.h"
 #include "dcpp/inspect.h"
 #include "dcpp/safetensors_storage.h"
+#include "rank_storage.h"
 #include "state_dicts.h"
 
 namespace nb = nanobind;
@@ -215,4 +216,5 @@ NB_MODULE(_core, m) {
   bind_reader(m);
   bind_inspect(m);
   bind_save_load(m);
+  bind_rank_storage(m);
 }

@@ -19,3 +19,8 @@ def env_path(name):
     if not path:
         pytest.fail("%s is not set: run these tests through ctest, which passes it" % name)
     return path
+
+
+# The dcpp.torch tests need PyTorch and several processes: `make interop`
+# runs them (DCPP_TORCH_TESTS=1), the binding tests of `make test` do not.
+collect_ignore = [] if os.environ.get("DCPP_TORCH_TESTS") else ["torch_dcp"]
