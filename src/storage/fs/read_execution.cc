@@ -111,9 +111,11 @@ void run_ops(ReadEngine& engine, const ReadPlan& plan, const std::vector<Op>& op
 
 void start_reads(ReadEngine& engine, const ReadPlan& plan, Round& round, const std::vector<Op>& ops, bool direct,
                  ThreadPool& pool, BufferPool& buffers) {
+  // The reads run after this returns: `direct` is copied, the rest are the
+  // caller's objects, which outlive the pool's tasks.
   for (size_t o : round.ops) {
     round.reads.push_back(
-        pool.submit([&, o] { run_op(engine, plan, ops[o], direct, buffers, &round.deliveries); }));
+        pool.submit([&, o, direct] { run_op(engine, plan, ops[o], direct, buffers, &round.deliveries); }));
   }
 }
 
