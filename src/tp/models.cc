@@ -148,8 +148,9 @@ void GPTModel::init_weights(uint64_t seed) {
       const uint64_t key = mix64(seed ^ fnv1a(module_name + "." + param_name));
       Tensor& local = p->local();
       if (!local.is_contiguous()) local = local.contiguous();
+      const Shape global_shape = p->shape();  // a lambda may not capture a structured binding (clang 14)
       nn_kernels::dispatch_float(local.dtype(), "GPTModel.init_weights", [&](auto zero) {
-        fill_hashed<decltype(zero)>(local, p->shape(), offset, key, bound);
+        fill_hashed<decltype(zero)>(local, global_shape, offset, key, bound);
       });
     }
   }
