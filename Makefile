@@ -7,6 +7,8 @@
 # are -O1, as the sanitizers recommend: at -O3 they compile 2.5x slower.
 # test-tsan runs the thread-backend tests under ThreadSanitizer; fuzz fuzzes
 # each parser longer.
+# cmake --build runs make again: keep its "Entering directory" lines out of the output.
+MAKEFLAGS += --no-print-directory
 BUILD ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
