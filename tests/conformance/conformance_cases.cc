@@ -257,7 +257,7 @@ void case_uneven_shards(const StorageBackend& backend, const CommPtr& comm, cons
   const int n = comm->size();
   ASSERT_GE(n, 1);
   ASSERT_LE(n, 5) << "the literal table below covers world sizes 1 to 5";
-  // Each rank's extent along the sharded dim (DESIGN.md §2: chunk ceil(S/n), trailing ranks may own nothing).
+  // Each rank's extent along the sharded dim (docs/design.md §2: chunk ceil(S/n), trailing ranks may own nothing).
   struct Uneven {
     const char* key;
     Shape shape;
