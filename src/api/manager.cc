@@ -196,6 +196,20 @@ std::optional<int64_t> latest_complete(const std::vector<StepInfo>& steps) {
   return std::nullopt;
 }
 
+// The newest complete step under `root` as the coordinator sees it, on every rank.
+std::optional<int64_t> latest_on_coordinator(const Group& group, FileSystem& fs, const std::string& root) {
+  Blob payload = decide(group, [&]() -> Blob {
+    WireWriter w;
+    auto latest = latest_complete(scan_steps(fs, root));
+    w.i64(latest ? *latest : -1);
+    return w.take();
+  });
+  WireReader r(payload);
+  const int64_t step = r.i64();
+  if (step < 0) return std::nullopt;
+  return step;
+}
+
 std::string human_bytes(uint64_t n) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   double v = static_cast<double>(n);
@@ -312,17 +326,7 @@ std::vector<StepInfo> CheckpointManager::list_steps() {
 }
 
 std::optional<int64_t> CheckpointManager::latest_step() {
-  Group group = make_group(options_.comm, options_.coordinator_rank);
-  Blob payload = decide(group, [&]() -> Blob {
-    WireWriter w;
-    auto latest = latest_complete(scan_steps(fs(), root_));
-    w.i64(latest ? *latest : -1);
-    return w.take();
-  });
-  WireReader r(payload);
-  int64_t step = r.i64();
-  if (step < 0) return std::nullopt;
-  return step;
+  return latest_on_coordinator(make_group(options_.comm, options_.coordinator_rank), fs(), root_);
 }
 
 void CheckpointManager::load(int64_t step, StateDict& state_dict, LoadOptions options) {
@@ -352,22 +356,9 @@ void CheckpointManager::load(int64_t step, StateDict& state_dict, LoadOptions op
 }
 
 std::optional<int64_t> CheckpointManager::load_latest(StateDict& state_dict, LoadOptions options) {
-  if (!options.comm && options_.comm) {
-    options.comm = options_.comm;
-    options.coordinator_rank = options_.coordinator_rank;
-  }
-  if (!options.comm) options.comm = infer_communicator(state_dict);
-  Group group = make_group(options.comm, options.coordinator_rank);
-  Blob payload = decide(group, [&]() -> Blob {
-    WireWriter w;
-    auto latest = latest_complete(scan_steps(fs(), root_));
-    w.i64(latest ? *latest : -1);
-    return w.take();
-  });
-  WireReader r(payload);
-  const int64_t step = r.i64();
-  if (step < 0) return std::nullopt;
-  load(step, state_dict, options);
+  const std::optional<int64_t> step =
+      latest_on_coordinator(resolve_group(options, options_, state_dict), fs(), root_);
+  if (step) load(*step, state_dict, options);
   return step;
 }
 
