@@ -30,10 +30,13 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/dcppConfig.cmake ${CMAKE_CURRENT_BINAR
         DESTINATION ${dcpp_cmake_dir})
 
 # pkg-config: the archives, then what they link privately (xxHash, simdjson,
-# Open MPI when the MPI backend is built, threads).
+# Open MPI when the MPI backend is built, the CUDA runtime when CUDA is, threads).
 list(JOIN dcpp_pc_libs " " DCPP_PC_LIBS)
 set(DCPP_PC_REQUIRES "libxxhash simdjson")
 set(DCPP_PC_PRIVATE_LIBS "-pthread")
+if(DCPP_CUDA)
+  set(DCPP_PC_PRIVATE_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -lcudart -pthread")
+endif()
 if(DCPP_WITH_MPI)
   string(APPEND DCPP_PC_REQUIRES " ompi-cxx")
 endif()
