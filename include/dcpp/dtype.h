@@ -40,9 +40,36 @@ bool is_integral(DType dtype);  // ints and uint8; not bool
 enum class Device : uint8_t {
   kCpu = 0,
   kMeta = 1,  // shape and dtype only; touching data is an error
+  kCuda = 2,  // memory of a GPU (which one: DeviceSpec::index); needs a CUDA build and a GPU
 };
-std::string_view device_name(Device device);
-// "cpu" or "meta" (also "cuda"/"gpu" map to cpu: dcpp computes on the host).
+std::string_view device_name(Device device);  // "cpu", "meta", "cuda"
+
+// A device and its index, PyTorch's torch.device: cuda:1 is {kCuda, 1}.
+// The index is 0 for cpu and meta. Converts from a bare Device (index 0).
+struct DeviceSpec {
+  Device type = Device::kCpu;
+  int index = 0;
+  DeviceSpec() = default;
+  DeviceSpec(Device t, int i = 0) : type(t), index(i) {}  // NOLINT: implicit on purpose
+  bool operator==(const DeviceSpec&) const = default;
+};
+// "cpu", "meta", "cuda:1".
+std::string device_string(DeviceSpec device);
+// "cpu", "meta", "cuda" (cuda:0), "cuda:N": a pure parse, no device needed;
+// creating a tensor on a CUDA device that is absent fails there, naming it.
+// Throws Error(kInvalidArgument) for anything else.
+DeviceSpec parse_device(std::string_view name);
+
+// CUDA as seen by this process: whether dcpp was built with it, and how many
+// GPUs it sees (0 without CUDA or without a GPU).
+bool built_with_cuda();
+int cuda_device_count();
+
+// The device a mesh or module asked for by name computes on (init_device_mesh,
+// PyTorch's device_type strings). "cpu" and "meta" as written; "cuda",
+// "cuda:N" and "gpu" give kCuda when a GPU is present, and otherwise the
+// host (kCpu), as dcpp did before it had CUDA devices: that fallback is
+// reported once per process on stderr. Use parse_device for an exact device.
 Device device_from_name(std::string_view name);
 
 using Shape = std::vector<int64_t>;

@@ -5,7 +5,11 @@
 // (64-byte aligned, freed with the last handle) or borrowed from the caller
 // (from_blob, DLPack), in which case the caller keeps it alive. A tensor on
 // the meta device has shape and dtype but no storage; asking for its data
-// throws. Views (narrow, slice, select) share storage with their base.
+// throws. A tensor on a CUDA device (Device::kCuda, with an index) holds GPU
+// memory from the CUDA allocator: data_ptr() is a device pointer, to() and
+// copy_from() move bytes between host and devices, and the operations that
+// read or write elements on the host (fill_, at, item, arithmetic elsewhere)
+// throw Error(kUnsupported) naming the device instead of touching it. Views (narrow, slice, select) share storage with their base.
 // Thread-safety: distinct handles may be used from distinct threads; writes
 // to shared storage need external synchronisation, as with any memory.
 #pragma once
@@ -37,14 +41,18 @@ class Generator {
   double spare_normal_ = 0;
 };
 
-// Aligned owning or borrowed bytes. Owned by the Tensors that reference it.
+// Aligned owning or borrowed bytes on one device. Owned by the Tensors that
+// reference it.
 class Storage {
  public:
   static constexpr size_t kAlignment = 64;
-  // Owning, 64-byte aligned, uninitialised.
-  static std::shared_ptr<Storage> allocate(size_t nbytes);
+  // Owning, uninitialised: 64-byte aligned host memory, or memory from the
+  // CUDA allocator (256-byte aligned) on a CUDA device; throws
+  // Error(kUnsupported) naming the device when it is absent.
+  static std::shared_ptr<Storage> allocate(size_t nbytes, DeviceSpec device = Device::kCpu);
   // Borrowed: `deleter` (may be empty) runs when the last handle goes.
-  static std::shared_ptr<Storage> borrow(void* data, size_t nbytes, std::function<void()> deleter = {});
+  static std::shared_ptr<Storage> borrow(void* data, size_t nbytes, std::function<void()> deleter = {},
+                                         DeviceSpec device = Device::kCpu);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -52,12 +60,14 @@ class Storage {
   std::byte* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   bool owned() const { return owned_; }
+  DeviceSpec device() const { return device_; }
 
  private:
   Storage() = default;
   std::byte* data_ = nullptr;
   size_t nbytes_ = 0;
   bool owned_ = false;
+  DeviceSpec device_;
   std::function<void()> deleter_;
 };
 
@@ -67,8 +77,8 @@ class Tensor {
   Tensor() = default;
 
   // ---- factories ----
-  static Tensor empty(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::kCpu);
-  static Tensor zeros(const Shape& shape, DType dtype = DType::kFloat32, Device device = Device::kCpu);
+  static Tensor empty(const Shape& shape, DType dtype = DType::kFloat32, DeviceSpec device = Device::kCpu);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::kFloat32, DeviceSpec device = Device::kCpu);
   static Tensor full(const Shape& shape, double value, DType dtype = DType::kFloat32);
   static Tensor arange(int64_t n, DType dtype = DType::kFloat32);  // 0, 1, ..., n-1, shape [n]
   // Uniform in [low, high) / normal(mean, std), drawn in row-major order.
@@ -78,15 +88,19 @@ class Tensor {
                        DType dtype = DType::kFloat32);
   // Non-owning view over caller memory; strides in elements (empty = contiguous).
   static Tensor from_blob(void* data, const Shape& shape, DType dtype, const Shape& strides = {});
-  // A view over existing storage (used by DLPack import and the I/O layer).
+  // A view over existing storage (used by DLPack import and the I/O layer);
+  // the tensor is on the storage's device.
   static Tensor from_storage(std::shared_ptr<Storage> storage, int64_t offset_elements, const Shape& shape,
                              const Shape& strides, DType dtype);
 
   // ---- properties ----
   bool defined() const { return dtype_set_; }
   DType dtype() const { return dtype_; }
-  Device device() const { return device_; }
-  bool is_meta() const { return device_ == Device::kMeta; }
+  Device device() const { return device_.type; }
+  int device_index() const { return device_.index; }
+  DeviceSpec device_spec() const { return device_; }
+  bool is_meta() const { return device_.type == Device::kMeta; }
+  bool is_cuda() const { return device_.type == Device::kCuda; }
   int64_t dim() const { return static_cast<int64_t>(sizes_.size()); }
   const Shape& sizes() const { return sizes_; }
   const Shape& shape() const { return sizes_; }
@@ -98,7 +112,8 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
   int64_t storage_offset() const { return offset_; }
   bool is_contiguous() const;
-  // Pointer to element [0, ..., 0]; throws Error(kInvalidArgument) on meta.
+  // Pointer to element [0, ..., 0] (a device pointer on CUDA); throws
+  // Error(kInvalidArgument) on meta.
   void* data_ptr() const;
   template <typename T>
   T* data() const { return static_cast<T*>(data_ptr()); }
@@ -117,10 +132,16 @@ class Tensor {
   Tensor contiguous() const;  // self if already contiguous
   Tensor clone() const;       // always a fresh contiguous copy (meta stays meta)
   Tensor to(DType dtype) const;  // converted contiguous copy (self if same dtype)
+  // A contiguous copy on `device` (self if already there), as PyTorch's
+  // to(device): host↔device and device↔device (peer) copies; to meta gives
+  // an empty meta tensor; from meta is an error.
+  Tensor to(DeviceSpec device) const;
   // Copies src into this view. Same shape required. Same dtype: strided copy
   // where contiguous runs become single memcpy calls. Different dtype:
   // converts element-wise as PyTorch's copy_ does (float→int truncates,
-  // nonzero→true). Overlapping src/dst is not supported.
+  // nonzero→true). Overlapping src/dst is not supported. When either side is
+  // on a CUDA device both must be contiguous and of the same dtype
+  // (Error(kUnsupported) otherwise): the copy is one cudaMemcpy.
   Tensor& copy_from(const Tensor& src);
   Tensor& fill_(double value);
 
@@ -137,7 +158,7 @@ class Tensor {
   Shape sizes_;
   Shape strides_;
   DType dtype_ = DType::kFloat32;
-  Device device_ = Device::kCpu;
+  DeviceSpec device_;
   bool dtype_set_ = false;
 };
 
@@ -145,7 +166,8 @@ class Tensor {
 Shape contiguous_strides(const Shape& shape);
 
 // Same shape, dtype and every byte equal (bit-exact; NaN equals NaN of the
-// same bits). Meta tensors compare by shape and dtype only.
+// same bits). Meta tensors compare by shape and dtype only. CUDA tensors are
+// copied to the host to compare (here and in allclose, max_abs_diff).
 bool equal(const Tensor& a, const Tensor& b);
 // |a - b| <= atol + rtol * |b| element-wise, same shape; dtypes may differ.
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-6);

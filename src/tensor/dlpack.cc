@@ -3,6 +3,7 @@
 #include <dlpack/dlpack.h>
 
 #include "dcpp/error.h"
+#include "tensor/cuda/runtime.h"
 
 namespace dcpp {
 
@@ -85,7 +86,7 @@ DLManagedTensor* to_dlpack(const Tensor& tensor) {
   m.deleter = &delete_export;
   DLTensor& dl = m.dl_tensor;
   dl.data = tensor.data_ptr();
-  dl.device = DLDevice{kDLCPU, 0};
+  dl.device = tensor.is_cuda() ? DLDevice{kDLCUDA, tensor.device_index()} : DLDevice{kDLCPU, 0};
   dl.ndim = static_cast<int32_t>(tensor.dim());
   dl.dtype = dl_dtype;
   dl.shape = ctx->shape.empty() ? nullptr : ctx->shape.data();
@@ -97,9 +98,14 @@ DLManagedTensor* to_dlpack(const Tensor& tensor) {
 Tensor from_dlpack(DLManagedTensor* managed) {
   if (managed == nullptr) throw Error(ErrorCode::kInvalidArgument, "from_dlpack: null DLManagedTensor");
   const DLTensor& dl = managed->dl_tensor;
-  if (dl.device.device_type != kDLCPU) {
+  DeviceSpec device = Device::kCpu;
+  if (dl.device.device_type == kDLCUDA) {
+    device = DeviceSpec(Device::kCuda, dl.device.device_id);
+    // Before anything is taken over: the device must be one this process sees.
+    cuda::require_device(dl.device.device_id, "from_dlpack of a kDLCUDA tensor");
+  } else if (dl.device.device_type != kDLCPU) {
     throw Error(ErrorCode::kUnsupported, "from_dlpack: device type " + std::to_string(dl.device.device_type) +
-                                             " is not kDLCPU; dcpp computes on the host");
+                                             " is neither kDLCPU nor kDLCUDA");
   }
   const DType dtype = from_dl_dtype(dl.dtype);
   if (dl.ndim < 0) throw Error(ErrorCode::kInvalidArgument, "from_dlpack: negative ndim " + std::to_string(dl.ndim));
@@ -114,9 +120,12 @@ Tensor from_dlpack(DLManagedTensor* managed) {
   // take ownership, so a rejected tensor stays the caller's to free.
   void* first = static_cast<std::byte*>(dl.data) + dl.byte_offset;
   Tensor view = Tensor::from_blob(first, shape, dtype, strides);
-  auto storage = Storage::borrow(view.storage()->data(), view.storage()->nbytes(), [managed] {
-    if (managed->deleter) managed->deleter(managed);
-  });
+  auto storage = Storage::borrow(
+      view.storage()->data(), view.storage()->nbytes(),
+      [managed] {
+        if (managed->deleter) managed->deleter(managed);
+      },
+      device);
   return Tensor::from_storage(std::move(storage), view.storage_offset(), shape, strides, dtype);
 }
 

@@ -1,10 +1,14 @@
 #include "dcpp/dtype.h"
 
 #include <bit>
+#include <charconv>
+#include <cstdio>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 
 #include "dcpp/error.h"
+#include "tensor/cuda/runtime.h"
 
 namespace dcpp {
 
@@ -149,14 +153,47 @@ std::string_view device_name(Device device) {
   switch (device) {
     case Device::kCpu: return "cpu";
     case Device::kMeta: return "meta";
+    case Device::kCuda: return "cuda";
   }
   throw Error(ErrorCode::kInvalidArgument, "invalid device code " + std::to_string(static_cast<int>(device)));
 }
 
-Device device_from_name(std::string_view name) {
-  if (name == "cpu" || name == "cuda" || name == "gpu" || name.starts_with("cuda:")) return Device::kCpu;
+std::string device_string(DeviceSpec device) {
+  std::string s(device_name(device.type));
+  if (device.type == Device::kCuda) s += ":" + std::to_string(device.index);
+  return s;
+}
+
+DeviceSpec parse_device(std::string_view name) {
+  if (name == "cpu") return Device::kCpu;
   if (name == "meta") return Device::kMeta;
-  throw Error(ErrorCode::kInvalidArgument, "unknown device name '" + std::string(name) + "'");
+  if (name == "cuda") return Device::kCuda;
+  if (name.starts_with("cuda:")) {
+    const std::string_view digits = name.substr(5);
+    int index = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+    if (ec == std::errc() && end == digits.data() + digits.size() && !digits.empty() && index >= 0) {
+      return DeviceSpec(Device::kCuda, index);
+    }
+  }
+  throw Error(ErrorCode::kInvalidArgument,
+              "unknown device '" + std::string(name) + "' (expected cpu, meta, cuda or cuda:N)");
+}
+
+bool built_with_cuda() { return cuda::built_with_cuda(); }
+int cuda_device_count() { return cuda::device_count(); }
+
+Device device_from_name(std::string_view name) {
+  if (name == "gpu") name = "cuda";
+  const DeviceSpec spec = parse_device(name);
+  if (spec.type != Device::kCuda) return spec.type;
+  if (cuda::device_count() > 0) return Device::kCuda;
+  static std::once_flag reported;
+  std::call_once(reported, [] {
+    std::fprintf(stderr, "dcpp: device \"cuda\" requested but %s: computing on the host (cpu)\n",
+                 cuda::unavailable_reason().c_str());
+  });
+  return Device::kCpu;
 }
 
 std::string shape_to_string(const Shape& shape) {

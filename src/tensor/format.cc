@@ -143,6 +143,9 @@ std::string Tensor::to_string(int64_t max_elements) const {
   if (!defined()) return "tensor(undefined)";
   const std::string suffix = "dtype=" + std::string(dtype_name(dtype_)) + ")";
   if (is_meta()) return "tensor(..., device='meta', size=" + size_tuple(sizes_) + ", " + suffix;
+  if (is_cuda()) {
+    return "tensor(..., device='" + device_string(device_) + "', size=" + size_tuple(sizes_) + ", " + suffix;
+  }
   if (numel() == 0) {
     if (dim() == 1) return "tensor([], " + suffix;
     return "tensor([], size=" + size_tuple(sizes_) + ", " + suffix;

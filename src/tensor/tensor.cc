@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "dcpp/error.h"
+#include "tensor/cuda/runtime.h"
 #include "tensor/strided_copy.h"
 
 namespace dcpp {
@@ -47,6 +48,15 @@ Extent extent_of(const Shape& sizes, const Shape& strides) {
   return e;
 }
 
+// Element reads and writes on the host never touch device memory.
+void require_host(const Tensor& t, const char* op) {
+  if (t.is_cuda()) {
+    throw Error(ErrorCode::kUnsupported, std::string(op) + ": the tensor of shape " + shape_to_string(t.sizes()) +
+                                             " is in the memory of " + device_string(t.device_spec()) +
+                                             "; copy it to the host first (to(Device::kCpu))");
+  }
+}
+
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op, const Shape& shape) {
   if (d < -ndim || d >= ndim) {
     invalid(std::string(op) + ": dim " + std::to_string(d) + " out of range for a tensor of " +
@@ -69,11 +79,12 @@ Shape contiguous_strides(const Shape& shape) {
 
 // ---- factories ----
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+Tensor Tensor::empty(const Shape& shape, DType dtype, DeviceSpec device) {
   check_sizes(shape, "empty");
-  if (device != Device::kCpu && device != Device::kMeta) {
-    invalid("empty: invalid device code " + std::to_string(static_cast<int>(device)));
+  if (device.type != Device::kCpu && device.type != Device::kMeta && device.type != Device::kCuda) {
+    invalid("empty: invalid device code " + std::to_string(static_cast<int>(device.type)));
   }
+  if (device.type != Device::kCuda) device.index = 0;
   Tensor t;
   t.sizes_ = shape;
   t.strides_ = contiguous_strides(shape);
@@ -81,13 +92,17 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   t.device_ = device;
   t.dtype_set_ = true;
   const size_t es = dtype_size(dtype);  // validates dtype
-  if (device == Device::kCpu) t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * es);
+  if (device.type != Device::kMeta) {
+    t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * es, device);
+  }
   return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+Tensor Tensor::zeros(const Shape& shape, DType dtype, DeviceSpec device) {
   Tensor t = empty(shape, dtype, device);
-  if (!t.is_meta()) std::memset(t.storage_->data(), 0, t.nbytes());  // zero bits are 0 in every dtype
+  if (t.is_cuda()) {
+    cuda::memset_device(t.storage_->data(), 0, t.nbytes(), t.device_index());
+  } else if (!t.is_meta()) std::memset(t.storage_->data(), 0, t.nbytes());  // zero bits are 0 in every dtype
   return t;
 }
 
@@ -176,6 +191,7 @@ Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, int64_t offset_ele
   t.sizes_ = shape;
   t.strides_ = st;
   t.dtype_ = dtype;
+  t.device_ = t.storage_->device();
   t.dtype_set_ = true;
   return t;
 }
@@ -330,6 +346,22 @@ Tensor Tensor::to(DType dtype) const {
   return t;
 }
 
+Tensor Tensor::to(DeviceSpec device) const {
+  if (!defined()) invalid("to(" + device_string(device) + ") of an undefined tensor");
+  if (device.type != Device::kCuda) device.index = 0;
+  if (device == device_) return *this;
+  if (device.type == Device::kMeta) return empty(sizes_, dtype_, device);
+  if (is_meta()) {
+    invalid("to(" + device_string(device) + "): a meta tensor of shape " + shape_to_string(sizes_) +
+            " has no data to copy");
+  }
+  // A host source is made contiguous on the host; a device source must be.
+  const Tensor src = is_cuda() ? *this : contiguous();
+  Tensor t = empty(sizes_, dtype_, device);
+  t.copy_from(src);
+  return t;
+}
+
 Tensor& Tensor::copy_from(const Tensor& src) {
   if (!defined() || !src.defined()) invalid("copy_from: undefined tensor");
   if (src.sizes_ != sizes_) {
@@ -344,6 +376,26 @@ Tensor& Tensor::copy_from(const Tensor& src) {
   if (storage_ == src.storage_ && offset_ == src.offset_ && strides_ == src.strides_ && dtype_ == src.dtype_) {
     return *this;  // copying a view onto itself
   }
+  if (is_cuda() || src.is_cuda()) {
+    const std::string what = "copy_from " + device_string(src.device_) + " to " + device_string(device_) +
+                             " (shape " + shape_to_string(sizes_) + ")";
+    if (dtype_ != src.dtype_) {
+      throw Error(ErrorCode::kUnsupported, what + ": dtype conversion (" + std::string(dtype_name(src.dtype_)) +
+                                               " to " + std::string(dtype_name(dtype_)) +
+                                               ") involving device memory is not supported; convert on the host");
+    }
+    if (!is_contiguous() || !src.is_contiguous()) {
+      throw Error(ErrorCode::kUnsupported, what + ": strided copies involving device memory are not supported; "
+                                                  "make both sides contiguous");
+    }
+    if (nbytes() == 0) return *this;
+    const cuda::Direction direction = !src.is_cuda() ? cuda::Direction::kHostToDevice
+                                      : !is_cuda()   ? cuda::Direction::kDeviceToHost
+                                                     : cuda::Direction::kDeviceToDevice;
+    const int device = is_cuda() ? device_.index : src.device_.index;
+    cuda::copy(data_ptr(), src.data_ptr(), nbytes(), direction, device, src.device_.index);
+    return *this;
+  }
   detail::copy_strided(sizes_, dtype_, static_cast<std::byte*>(data_ptr()), strides_.data(), src.dtype_,
                        static_cast<const std::byte*>(src.data_ptr()), src.strides_.data());
   return *this;
@@ -352,6 +404,13 @@ Tensor& Tensor::copy_from(const Tensor& src) {
 Tensor& Tensor::fill_(double value) {
   if (!defined()) invalid("fill_ of an undefined tensor");
   if (is_meta()) return *this;
+  if (is_cuda()) {
+    // Filled on the host, then one copy: no kernel needed for a rare call.
+    Tensor host = empty(sizes_, dtype_);
+    host.fill_(value);
+    copy_from(host);
+    return *this;
+  }
   alignas(8) std::byte scalar[8];
   detail::store_double(dtype_, scalar, value);
   const Shape zero_strides(sizes_.size(), 0);
@@ -365,6 +424,7 @@ Tensor& Tensor::fill_(double value) {
 namespace {
 
 std::byte* element_ptr(const Tensor& t, const Shape& index, const char* op) {
+  require_host(t, op);
   if (static_cast<int64_t>(index.size()) != t.dim()) {
     invalid(std::string(op) + ": index " + shape_to_string(index) + " has " + std::to_string(index.size()) +
             " entries for a tensor of " + std::to_string(t.dim()) + " dims " + shape_to_string(t.sizes()));
@@ -391,6 +451,7 @@ double Tensor::item() const {
     invalid("item() of a tensor with " + std::to_string(numel()) + " elements (shape " + shape_to_string(sizes_) +
             "); it needs exactly one");
   }
+  require_host(*this, "item()");
   return detail::load_double(dtype_, static_cast<const std::byte*>(data_ptr()));
 }
 
@@ -410,8 +471,8 @@ bool equal(const Tensor& a, const Tensor& b) {
   if (!a.defined() || !b.defined()) return a.defined() == b.defined();
   if (a.sizes() != b.sizes() || a.dtype() != b.dtype() || a.is_meta() != b.is_meta()) return false;
   if (a.is_meta()) return true;
-  const Tensor ca = a.contiguous();
-  const Tensor cb = b.contiguous();
+  const Tensor ca = a.to(Device::kCpu).contiguous();
+  const Tensor cb = b.to(Device::kCpu).contiguous();
   return std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
 }
 
@@ -424,7 +485,7 @@ std::pair<Tensor, Tensor> as_float64_pair(const Tensor& a, const Tensor& b, cons
     invalid(std::string(op) + ": shape mismatch " + shape_to_string(a.sizes()) + " vs " + shape_to_string(b.sizes()));
   }
   if (a.is_meta() || b.is_meta()) invalid(std::string(op) + ": meta tensors have no values to compare");
-  return {a.to(DType::kFloat64).contiguous(), b.to(DType::kFloat64).contiguous()};
+  return {a.to(Device::kCpu).to(DType::kFloat64).contiguous(), b.to(Device::kCpu).to(DType::kFloat64).contiguous()};
 }
 
 }  // namespace
