@@ -115,6 +115,12 @@ void DefaultLoadPlanner::set_up(StateDict& state_dict, const Metadata& metadata,
         global_shape = dt.shape();
         t.global_offset = dt.global_offset();
       }
+      if (t.local.is_cuda()) {
+        problems.push_back(name + " is in the memory of " + device_string(t.local.device_spec()) +
+                           ": loading into device tensors is not supported yet; load into host tensors and "
+                           "copy them (to(device))");
+        continue;
+      }
       if (global_shape != tm->second.global_shape) {
         problems.push_back(name + " has global shape " + shape_to_string(tm->second.global_shape) +
                            " in the checkpoint but " + shape_to_string(global_shape) + " in the state dict");

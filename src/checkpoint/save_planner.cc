@@ -82,6 +82,13 @@ SavePlan DefaultSavePlanner::create_local_plan() {
       throw Error(ErrorCode::kInvalidArgument,
                   "tensor '" + key + "' is on the meta device: it has no data to save");
     }
+    if (local.is_cuda()) {
+      // Device staging (src/io/staging/) is not wired into the writers yet.
+      throw Error(ErrorCode::kUnsupported, "tensor '" + key + "' is in the memory of " +
+                                               device_string(local.device_spec()) +
+                                               ": saving device tensors is not supported yet; "
+                                               "copy it to the host first (to(Device::kCpu))");
+    }
     item.dtype = local.dtype();
     item.sizes = local.shape();
     item.nbytes = local.nbytes();
