@@ -238,12 +238,14 @@ TEST(io_Staging, HostToDeviceErrorReachesFinishAndLaterCalls) {
   dev.fail_at = 1;
   HostToDeviceStager stager(dev, StagingOptions{4 * kBuf, kBuf});
   for (size_t i = 0; i < 4; ++i) {
-    std::byte* b = stager.acquire();
-    std::memcpy(b, original.data() + i * kBuf, kBuf);
     try {
+      std::byte* b = stager.acquire();
+      std::memcpy(b, original.data() + i * kBuf, kBuf);
       stager.submit(b, device.data() + i * kBuf, kBuf);
-    } catch (const Error&) {
-      break;  // the failure may already be known: submit says so
+    } catch (const Error& e) {
+      // The failure may already be known: acquire and submit say so.
+      EXPECT_NE(e.message().find("injected failure of copy 1"), std::string::npos) << e.message();
+      break;
     }
   }
   const Error e = expect_error([&] { stager.finish(); }, ErrorCode::kIo);
