@@ -8,6 +8,7 @@
 #include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
 #include "support/distributed.h"
+#include "support/gpu.h"
 
 namespace dcpp {
 namespace {
@@ -15,10 +16,7 @@ namespace {
 using testing::TempDir;
 
 TEST(checkpoint_Cuda, DeviceTensorsAreRefusedNamingKeyAndDevice) {
-  if (cuda_device_count() == 0) {
-    GTEST_SKIP() << "no CUDA GPU present (" << (built_with_cuda() ? "built with CUDA" : "built without CUDA")
-                 << "): the device path is checked by scripts/device-check.sh on a GPU machine";
-  }
+  DCPP_REQUIRE_GPU();
   TempDir tmp;
   try {
     save(StateDict{{"w", Tensor::zeros({3, 4}, DType::kFloat32, Device::kCuda)}}, tmp.path());

@@ -13,15 +13,13 @@
 #include "io/staging/device_to_host.h"
 #include "io/staging/host_to_device.h"
 #include "support/distributed.h"
+#include "support/gpu.h"
 
 namespace dcpp {
 namespace {
 
 TEST(io_StagingCuda, RoundTripThroughPinnedBuffers) {
-  if (cuda_device_count() == 0) {
-    GTEST_SKIP() << "no CUDA GPU present (" << (built_with_cuda() ? "built with CUDA" : "built without CUDA")
-                 << "): the device path is checked by scripts/device-check.sh on a GPU machine";
-  }
+  DCPP_REQUIRE_GPU();
   const size_t n = (size_t{40} << 20) + 4097;  // several buffers and a ragged tail
   std::vector<uint8_t> original(n);
   std::mt19937_64 rng(testing::test_seed("StagingCuda.RoundTrip"));

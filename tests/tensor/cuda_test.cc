@@ -15,20 +15,13 @@
 #include "dcpp/error.h"
 #include "dcpp/tensor.h"
 #include "support/distributed.h"
+#include "support/gpu.h"
 #include "support/expect_error.h"
 
 namespace dcpp {
 namespace {
 
 using testing::expect_error;
-
-#define DCPP_REQUIRE_GPU()                                                                         \
-  do {                                                                                             \
-    if (cuda_device_count() == 0) {                                                                \
-      GTEST_SKIP() << "no CUDA GPU present (" << (built_with_cuda() ? "built with CUDA" : "built without CUDA") \
-                   << "): the device path is checked by scripts/device-check.sh on a GPU machine"; \
-    }                                                                                              \
-  } while (0)
 
 std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
