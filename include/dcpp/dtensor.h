@@ -51,7 +51,10 @@ class DeviceMesh {
   std::shared_ptr<const Impl> impl_;
 };
 
-// PyTorch's init_device_mesh: device_type "cpu" (also "cuda" → cpu) or "meta".
+// PyTorch's init_device_mesh: device_type "cpu", "meta" or "cuda" (the mesh's
+// device type is kCuda when a GPU is present, the host otherwise, reported
+// once: device_from_name). The device type does not yet move tensors: they
+// stay on the device they were made on.
 DeviceMesh init_device_mesh(CommPtr comm, const std::string& device_type, const Shape& mesh_shape,
                             std::vector<std::string> dim_names = {});
 
