@@ -65,6 +65,10 @@ class WireReader {
     for (auto& v : s) v = i64();
     return s;
   }
+  void skip(uint64_t n) {
+    need(n);
+    pos_ += n;
+  }
   bool done() const { return pos_ == in_.size(); }
   size_t position() const { return pos_; }
 

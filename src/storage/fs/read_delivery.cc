@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "dcpp/error.h"
 #include "dcpp/io.h"
@@ -17,20 +18,65 @@ constexpr size_t kRecordHeaderBytes = 32;
 
 }  // namespace
 
-void write_needs(WireWriter& w, const ReadPlan& plan) {
+ChunkIds::ChunkIds(const Metadata& md) {
+  base_.reserve(md.tensors.size() + 1);
+  tensors_.reserve(md.tensors.size());
+  index_.reserve(md.tensors.size());
+  uint64_t next = 0;
+  for (const auto& [key, tm] : md.tensors) {
+    index_.emplace(key, tensors_.size());
+    base_.push_back(next);
+    tensors_.push_back({&key, &tm});
+    next += tm.chunks.size();
+  }
+  base_.push_back(next);
+}
+
+uint64_t ChunkIds::id(const std::string& key, size_t chunk_index) const {
+  auto it = index_.find(key);
+  if (it == index_.end() || chunk_index >= tensors_[it->second].second->chunks.size()) {
+    throw Error(ErrorCode::kInternal, "read-once delivery: this rank reads chunk " + std::to_string(chunk_index) +
+                                          " of " + quoted(key) + ", which the checkpoint metadata does not hold");
+  }
+  return base_[it->second] + chunk_index;
+}
+
+ChunkIds::Chunk ChunkIds::chunk(uint64_t id, int from) const {
+  if (id >= base_.back()) {
+    throw Error(ErrorCode::kComm, "read-once delivery: rank " + std::to_string(from) + " reads chunk id " +
+                                      std::to_string(id) + ", which this rank's metadata does not hold (" +
+                                      std::to_string(base_.back()) + " chunks)");
+  }
+  const size_t t = static_cast<size_t>(std::upper_bound(base_.begin(), base_.end(), id) - base_.begin()) - 1;
+  return {tensors_[t].first, tensors_[t].second, static_cast<size_t>(id - base_[t])};
+}
+
+void Needs::finish() {
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return std::tie(a.id, a.rank, a.first) < std::tie(b.id, b.rank, b.first);
+  });
+  std::sort(boxes.begin(), boxes.end(),
+            [](const Boxes& a, const Boxes& b) { return std::tie(a.id, a.rank) < std::tie(b.id, b.rank); });
+}
+
+void write_needs(WireWriter& w, const ReadPlan& plan, const ChunkIds& ids) {
   uint64_t count = 0;
   for (const Item& item : plan.items) count += item.needed.empty() ? 0 : 1;
   w.u64(count);
   for (const Item& item : plan.items) {
     if (item.needed.empty()) continue;
-    w.str(item.key);
-    w.u64(item.chunk_index);
+    w.u64(ids.id(item.key, item.chunk_index));
     w.u64(item.needed.size());
     for (const auto& [f, l] : item.needed) {
       w.u64(f);
       w.u64(l);
     }
+    // The boxes, behind their byte count: ranks that read nothing for this
+    // one skip them unparsed.
+    uint64_t bytes = 0;
+    for (size_t t : item.targets) bytes += 16 + 16 * plan.targets[t].read->box_offsets.size();
     w.u64(item.targets.size());
+    w.u64(bytes);
     for (size_t t : item.targets) {
       const BoxRead& r = *plan.targets[t].read;
       w.u64(t);
@@ -46,68 +92,96 @@ void write_needs(WireWriter& w, const ReadPlan& plan) {
 void read_needs(WireReader& rd, int from, Needs& needs) {
   const uint64_t count = rd.u64();
   for (uint64_t i = 0; i < count; ++i) {
-    std::string key = rd.str();
-    const uint64_t chunk = rd.u64();
+    const uint64_t id = rd.u64();
     const uint64_t n = rd.u64();
-    auto& need = needs[{key, chunk}];
     for (uint64_t k = 0; k < n; ++k) {
       const uint64_t f = rd.u64();
       const uint64_t l = rd.u64();
-      need.ranges.push_back({from, f, l});
+      needs.ranges.push_back({id, from, f, l});
     }
     const uint64_t nboxes = rd.u64();
-    for (uint64_t b = 0; b < nboxes; ++b) {
-      RemoteBoxSpec box;
-      box.rank = from;
-      box.target = rd.u64();
-      const uint64_t ndim = rd.u64();
-      for (uint64_t d = 0; d < ndim; ++d) {
-        box.offsets.push_back(static_cast<int64_t>(rd.u64()));
-        box.lengths.push_back(static_cast<int64_t>(rd.u64()));
-      }
-      need.boxes.push_back(std::move(box));
-    }
+    const uint64_t bytes = rd.u64();
+    needs.boxes.push_back({id, from, rd.position(), nboxes});
+    rd.skip(bytes);
   }
 }
 
 bool any_shared(const Needs& needs) {
-  for (const auto& [id, need] : needs) {
-    for (const NeededBlocks& r : need.ranges) {
-      if (r.rank != need.ranges.front().rank) return true;
-    }
+  for (size_t i = 1; i < needs.ranges.size(); ++i) {
+    if (needs.ranges[i].id == needs.ranges[i - 1].id && needs.ranges[i].rank != needs.ranges[i - 1].rank) return true;
   }
   return false;
 }
 
-void assign_shared(ReadPlan& plan, const Needs& needs, const Metadata& md, int rank, int world,
+namespace {
+
+// Adds rank `from`'s boxes of `item` (chunk `c` of the metadata) to the item's remote boxes.
+void add_remote_boxes(Item& item, const ChunkIds::Chunk& c, const Needs::Boxes& boxes, const Blob& blob, int from) {
+  const ChunkMeta& chunk = c.tensor->chunks[c.chunk_index];
+  const size_t elem = dtype_size(c.tensor->dtype);
+  WireReader rd(blob, from, boxes.pos);
+  for (uint64_t b = 0; b < boxes.count; ++b) {
+    const uint64_t target = rd.u64();
+    const uint64_t ndim = rd.u64();
+    if (ndim != chunk.sizes.size()) {
+      throw Error(ErrorCode::kInternal, "read-once delivery: rank " + std::to_string(from) + " reads a box of " +
+                                            std::to_string(ndim) + " dims from chunk " +
+                                            std::to_string(c.chunk_index) + " of " + quoted(*c.key));
+    }
+    Shape offsets(ndim), lengths(ndim);
+    for (uint64_t d = 0; d < ndim; ++d) {
+      offsets[d] = static_cast<int64_t>(rd.u64());
+      lengths[d] = static_cast<int64_t>(rd.u64());
+    }
+    item.remote_boxes.push_back({from, target, BoxInChunk(chunk.sizes, offsets, lengths, elem)});
+  }
+}
+
+}  // namespace
+
+void assign_shared(ReadPlan& plan, const Needs& needs, const ChunkIds& ids, int rank, int world,
                    const PieceSizes& sizes) {
   std::vector<ItemNeeds> inputs;
-  std::vector<size_t> item_of;  // inputs[i] is plan.items[item_of[i]]
-  inputs.reserve(needs.size());
-  item_of.reserve(needs.size());
-  for (const auto& [id, need] : needs) {
-    const auto& [key, chunk_index] = id;
-    auto t = md.tensors.find(key);
-    if (t == md.tensors.end() || chunk_index >= t->second.chunks.size()) {
-      throw Error(ErrorCode::kInternal, "read-once delivery: another rank reads chunk " + std::to_string(chunk_index) +
-                                            " of " + quoted(key) + ", which this rank's metadata does not hold");
-    }
-    const ChunkMeta& chunk = t->second.chunks[chunk_index];
-    const size_t item = plan.item_index(key, chunk_index, &chunk.location, t->second.dtype);
-    for (const RemoteBoxSpec& b : need.boxes) {
-      if (b.rank == rank) continue;
-      if (b.offsets.size() != chunk.sizes.size()) {
-        throw Error(ErrorCode::kInternal, "read-once delivery: rank " + std::to_string(b.rank) + " reads a box of " +
-                                              std::to_string(b.offsets.size()) + " dims from chunk " +
-                                              std::to_string(chunk_index) + " of " + quoted(key));
-      }
-      plan.items[item].remote_boxes.push_back(
-          {b.rank, b.target, BoxInChunk(chunk.sizes, b.offsets, b.lengths, dtype_size(t->second.dtype))});
-    }
-    inputs.push_back({chunk.location.byte_length, plan.items[item].splittable, need.ranges});
+  std::vector<size_t> item_of;         // inputs[i] is plan.items[item_of[i]]
+  std::vector<ChunkIds::Chunk> chunk_of;  // and this chunk of the metadata
+  std::vector<uint64_t> id_of;            // with this id
+  for (size_t a = 0; a < needs.ranges.size();) {
+    size_t b = a;
+    while (b < needs.ranges.size() && needs.ranges[b].id == needs.ranges[a].id) ++b;
+    const ChunkIds::Chunk c = ids.chunk(needs.ranges[a].id, needs.ranges[a].rank);
+    const ChunkMeta& chunk = c.tensor->chunks[c.chunk_index];
+    const size_t item = plan.item_index(*c.key, c.chunk_index, &chunk.location, c.tensor->dtype);
+    ItemNeeds in{chunk.location.byte_length, plan.items[item].splittable, {}};
+    in.ranges.reserve(b - a);
+    for (size_t k = a; k < b; ++k) in.ranges.push_back({needs.ranges[k].rank, needs.ranges[k].first, needs.ranges[k].last});
+    inputs.push_back(std::move(in));
     item_of.push_back(item);
+    chunk_of.push_back(c);
+    id_of.push_back(needs.ranges[a].id);
+    a = b;
   }
   plan.pieces = assign_pieces(inputs, world, sizes);
+  // The ranks this rank reads pieces for, item by item (pieces come item by item).
+  std::vector<int> receivers;
+  for (size_t p = 0; p < plan.pieces.size();) {
+    const size_t input = plan.pieces[p].item;
+    receivers.clear();
+    for (; p < plan.pieces.size() && plan.pieces[p].item == input; ++p) {
+      if (plan.pieces[p].owner == rank) receivers.insert(receivers.end(), plan.pieces[p].remote.begin(), plan.pieces[p].remote.end());
+    }
+    if (receivers.empty()) continue;
+    std::sort(receivers.begin(), receivers.end());
+    receivers.erase(std::unique(receivers.begin(), receivers.end()), receivers.end());
+    Item& item = plan.items[item_of[input]];
+    // Boxes are added in rank order: plan_round finds a rank's by binary search.
+    for (int r : receivers) {
+      const Needs::Boxes key{id_of[input], r, 0, 0};
+      auto [lo, hi] = std::equal_range(needs.boxes.begin(), needs.boxes.end(), key, [](const Needs::Boxes& x, const Needs::Boxes& y) {
+        return std::tie(x.id, x.rank) < std::tie(y.id, y.rank);
+      });
+      for (auto it = lo; it != hi; ++it) add_remote_boxes(item, chunk_of[input], *it, needs.blobs[static_cast<size_t>(r)], r);
+    }
+  }
   for (Piece& p : plan.pieces) p.item = item_of[p.item];
 }
 
@@ -127,12 +201,15 @@ std::unique_ptr<Round> plan_round(const ReadPlan& plan, const std::vector<Op>& o
       const Piece& piece = plan.pieces[p];
       const Item& item = plan.items[piece.item];
       for (int r : piece.remote) {
-        for (const Item::RemoteBox& box : item.remote_boxes) {
-          if (box.rank != r) continue;
+        auto lo = std::lower_bound(item.remote_boxes.begin(), item.remote_boxes.end(), r,
+                                   [](const Item::RemoteBox& b, int rank) { return b.rank < rank; });
+        for (auto it = lo; it != item.remote_boxes.end() && it->rank == r; ++it) {
+          const Item::RemoteBox& box = *it;
           const auto [l0, l1] = box.geom.linear_range_in(plan.piece_begin(piece), plan.piece_end(piece));
           if (l0 >= l1) continue;
           size_t& at = size[static_cast<size_t>(r)];
           round->deliveries[p].push_back({&round->out[static_cast<size_t>(r)], at + kRecordHeaderBytes, &box, l0, l1});
+          ++round->pieces;
           at += kRecordHeaderBytes + align_up((l1 - l0) * box.geom.element_size(), 16);
         }
       }

@@ -14,7 +14,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -28,32 +30,64 @@ namespace dcpp::fs_detail {
 using comm_detail::WireReader;
 using comm_detail::WireWriter;
 
-// What one rank asked for, as exchanged: block ranges of each item and its boxes.
-struct RemoteBoxSpec {
-  int rank = 0;
-  uint64_t target = 0;
-  Shape offsets;
-  Shape lengths;
+// Every saved chunk of the metadata by one number: its tensor's place in
+// key order, then its chunk index. What ranks exchange names items by it
+// (no key strings), and every rank maps it back through its own metadata.
+class ChunkIds {
+ public:
+  explicit ChunkIds(const Metadata& metadata);
+  // The id of chunk `chunk_index` of `key`; throws kInternal when the metadata lacks it.
+  uint64_t id(const std::string& key, size_t chunk_index) const;
+  struct Chunk {
+    const std::string* key;
+    const TensorMeta* tensor;
+    size_t chunk_index;
+  };
+  // The chunk with id `id`; throws kComm when there is none.
+  Chunk chunk(uint64_t id, int from) const;
+
+ private:
+  std::vector<uint64_t> base_;  // first id of each tensor, in key order, then the total
+  std::vector<std::pair<const std::string*, const TensorMeta*>> tensors_;
+  std::unordered_map<std::string_view, size_t> index_;
 };
-struct ItemNeed {
-  std::vector<NeededBlocks> ranges;
-  std::vector<RemoteBoxSpec> boxes;
+
+// Every rank's needs, as exchanged: the blocks each rank needs of each item
+// (what the assignment reads), and where in that rank's message its boxes
+// of the item lie (parsed only by the rank that reads a piece of the item
+// for it). Holds the received messages.
+struct Needs {
+  struct Range {
+    uint64_t id;  // ChunkIds
+    int rank;
+    uint64_t first, last;
+  };
+  struct Boxes {
+    uint64_t id;
+    int rank;
+    size_t pos;    // in blobs[rank], where the boxes start
+    uint64_t count;
+  };
+  std::vector<Range> ranges;  // sorted by (id, rank, first) by finish()
+  std::vector<Boxes> boxes;   // sorted by (id, rank) by finish()
+  std::vector<Blob> blobs;
+
+  void finish();
 };
-// By (key, chunk index): every rank iterates it in the same order.
-using Needs = std::map<std::pair<std::string, size_t>, ItemNeed>;
 
 // This rank's needs (blocks and boxes of every item it reads from).
-void write_needs(WireWriter& w, const ReadPlan& plan);
-// Adds rank `from`'s needs to `needs`.
+void write_needs(WireWriter& w, const ReadPlan& plan, const ChunkIds& ids);
+// Adds rank `from`'s needs (its message is needs.blobs[from]) to `needs`.
 void read_needs(WireReader& r, int from, Needs& needs);
 // True when some block range of an item is needed by two ranks (a saved
 // item wanted by two ranks may share blocks): only then is there anything
-// to deliver.
+// to deliver. Needs finish() first.
 bool any_shared(const Needs& needs);
 
-// The shared assignment: adds every needed item (from `metadata`) and the
-// other ranks' boxes to `plan`, and sets its pieces.
-void assign_shared(ReadPlan& plan, const Needs& needs, const Metadata& metadata, int rank, int world,
+// The shared assignment: adds every needed item (from `metadata`) to `plan`
+// and sets its pieces; the other ranks' boxes are added to the items this
+// rank reads a piece of for them, and to no other.
+void assign_shared(ReadPlan& plan, const Needs& needs, const ChunkIds& ids, int rank, int world,
                    const PieceSizes& sizes);
 
 // One packed delivery: the elements [l0, l1) of a remote rank's box that a
@@ -82,6 +116,7 @@ struct Round {
   Deliveries deliveries;
   std::vector<std::future<void>> reads;
   bool more = false;  // this rank has ops after this round
+  uint64_t pieces = 0;  // deliveries packed for other ranks
 };
 
 // Picks the ops of the next round (at most round_bytes, at least one op

@@ -75,18 +75,37 @@ class Reader {
     }
 
     // 1. Everyone learns which blocks everyone needs (or that a rank failed).
+    std::optional<ChunkIds> ids;
+    if (!local_error) {
+      try {
+        ids.emplace(*opts_.metadata);
+      } catch (...) {
+        local_error = std::current_exception();
+      }
+    }
     WireWriter w;
-    write_status(w, my_status(local_error));
-    if (!local_error) write_needs(w, plan_);
-    std::vector<Blob> all = comm.all_gather_v(w.take());
-
-    // 2. The same assignment on every rank: item by item in key order.
+    if (!local_error) {
+      try {
+        write_needs(w, plan_, *ids);
+      } catch (...) {
+        local_error = std::current_exception();
+        w = WireWriter();
+      }
+    }
+    WireWriter blob;
+    write_status(blob, my_status(local_error));
+    std::string msg = blob.take();
+    if (!local_error) msg += w.take();
     Needs needs;
+    needs.blobs = comm.all_gather_v(msg);
+
+    // 2. The same assignment on every rank: item by item in chunk id order.
     const std::vector<RankFailure> failures =
-        comm_detail::read_statuses(all, [&](WireReader& rd, int r) { read_needs(rd, r, needs); });
+        comm_detail::read_statuses(needs.blobs, [&](WireReader& rd, int r) { read_needs(rd, r, needs); });
+    needs.finish();  // every rank then sees the same order: any_shared below agrees
     if (failures.empty() && !local_error) {
       try {
-        assign_shared(plan_, needs, *opts_.metadata, engine_.rank(), world,
+        assign_shared(plan_, needs, *ids, engine_.rank(), world,
                       PieceSizes{plan_.block_size, opts_.max_read_bytes, opts_.share_piece_bytes});
       } catch (...) {
         local_error = std::current_exception();
@@ -152,6 +171,13 @@ class Reader {
           local_error = std::current_exception();
         }
       }
+      if (!local_error) {
+        uint64_t messages = 0;
+        for (int r = 0; r < world; ++r) {
+          messages += r != me && current.out[static_cast<size_t>(r)].size() > kRoundHeaderBytes ? 1 : 0;
+        }
+        engine_.add_exchange(current.pieces, messages);
+      }
       for (int r = 0; r < world; ++r) {
         std::string& blob = current.out[static_cast<size_t>(r)];
         if (local_error) {
@@ -204,6 +230,9 @@ StorageIoStats ReadEngine::stats() const {
   s.bytes_sent = bytes_sent_;
   s.bytes_received = bytes_received_;
   s.io_calls = io_calls_;
+  s.pieces_sent = pieces_sent_;
+  s.messages_sent = messages_sent_;
+  s.exchange_rounds = exchange_rounds_;
   s.direct = direct_used_;
   s.buffered_fallback = fallback_;
   return s;
@@ -211,6 +240,7 @@ StorageIoStats ReadEngine::stats() const {
 
 void ReadEngine::reset_stats() {
   bytes_read_ = bytes_needed_ = bytes_sent_ = bytes_received_ = io_calls_ = 0;
+  pieces_sent_ = messages_sent_ = exchange_rounds_ = 0;
 }
 
 }  // namespace dcpp::fs_detail

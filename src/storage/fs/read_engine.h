@@ -113,6 +113,11 @@ class ReadEngine {
   void add_sent(uint64_t n) { bytes_sent_ += n; }
   void add_received(uint64_t n) { bytes_received_ += n; }
   void add_needed(uint64_t n) { bytes_needed_ += n; }
+  void add_exchange(uint64_t pieces, uint64_t messages) {
+    pieces_sent_ += pieces;
+    messages_sent_ += messages;
+    ++exchange_rounds_;
+  }
   uint64_t block_size() const { return block_size_; }
   int rank() const { return rank_; }
   const std::string& directory() const { return directory_; }
@@ -125,6 +130,7 @@ class ReadEngine {
   std::mutex mutex_;
   std::map<std::string, Handles> files_;
   std::atomic<uint64_t> bytes_read_{0}, bytes_needed_{0}, bytes_sent_{0}, bytes_received_{0}, io_calls_{0};
+  std::atomic<uint64_t> pieces_sent_{0}, messages_sent_{0}, exchange_rounds_{0};
   std::atomic<bool> direct_used_{false}, fallback_{false};
 };
 

@@ -34,7 +34,8 @@ struct Item {
   bool splittable = true;       // block boundaries fall on element boundaries
   std::vector<size_t> targets;  // this rank's boxes of it
   BlockRanges needed;           // this rank's merged block ranges
-  // Other ranks' boxes of it (read-once delivery): what an owner packs for them.
+  // Other ranks' boxes of it (read-once delivery): what an owner packs for
+  // them; only on the rank that reads a piece of it for them, by rank.
   struct RemoteBox {
     int rank;
     uint64_t target;  // index into that rank's own target list
