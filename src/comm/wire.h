@@ -29,6 +29,8 @@ class WireWriter {
     u64(s.size());
     for (int64_t v : s) i64(v);
   }
+  void bytes(const char* data, size_t n) { out_.append(data, n); }
+  size_t size() const { return out_.size(); }
   std::string take() { return std::move(out_); }
 
  private:

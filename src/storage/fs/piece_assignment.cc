@@ -103,7 +103,8 @@ void cut_pieces(size_t item, uint64_t first, uint64_t last, bool splittable, uin
   for (uint64_t b = first; b <= last; b += per) out.push_back({item, b, std::min(last, b + per - 1), owner, {}});
 }
 
-std::vector<Piece> assign_pieces(const std::vector<ItemNeeds>& items, int world, const PieceSizes& sizes) {
+std::vector<Piece> assign_pieces(const std::vector<ItemNeeds>& items, int world, const PieceSizes& sizes,
+                                 int first_choice) {
   const uint64_t bs = sizes.block_size;
   auto bytes = [&](const Piece& p) { return piece_end(p, items[p.item].byte_length, bs) - piece_begin(p, bs); };
   std::vector<Piece> pieces;
@@ -124,8 +125,12 @@ std::vector<Piece> assign_pieces(const std::vector<ItemNeeds>& items, int world,
   // Shared pieces go to the needer with the fewest bytes so far, after the
   // pieces only one rank needs are counted.
   for (auto& [p, who] : shared) {
-    int best = who.front();
-    for (int r : who) {
+    // `who` is ascending: start at the first needer at or after first_choice.
+    const size_t start =
+        static_cast<size_t>(std::lower_bound(who.begin(), who.end(), first_choice) - who.begin()) % who.size();
+    int best = who[start];
+    for (size_t k = 1; k < who.size(); ++k) {
+      const int r = who[(start + k) % who.size()];
       if (load[static_cast<size_t>(r)] < load[static_cast<size_t>(best)]) best = r;
     }
     pieces[p].owner = best;

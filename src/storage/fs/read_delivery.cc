@@ -12,7 +12,7 @@ namespace {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-// Each delivery in a round blob: a record header (piece, target, l0, l1),
+// Each delivery in a round blob: a record header (chunk id, target, l0, l1),
 // then the packed elements, padded to 16.
 constexpr size_t kRecordHeaderBytes = 32;
 
@@ -51,28 +51,30 @@ ChunkIds::Chunk ChunkIds::chunk(uint64_t id, int from) const {
   return {tensors_[t].first, tensors_[t].second, static_cast<size_t>(id - base_[t])};
 }
 
-void Needs::finish() {
-  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
-    return std::tie(a.id, a.rank, a.first) < std::tie(b.id, b.rank, b.first);
-  });
-  std::sort(boxes.begin(), boxes.end(),
-            [](const Boxes& a, const Boxes& b) { return std::tie(a.id, a.rank) < std::tie(b.id, b.rank); });
-}
 
-void write_needs(WireWriter& w, const ReadPlan& plan, const ChunkIds& ids) {
-  uint64_t count = 0;
-  for (const Item& item : plan.items) count += item.needed.empty() ? 0 : 1;
-  w.u64(count);
-  for (const Item& item : plan.items) {
-    if (item.needed.empty()) continue;
-    w.u64(ids.id(item.key, item.chunk_index));
+void write_needs(std::vector<WireWriter>& to_home, ReadPlan& plan, const ChunkIds& ids) {
+  const int world = static_cast<int>(to_home.size());
+  plan.own_ids.clear();
+  for (size_t i = 0; i < plan.items.size(); ++i) {
+    Item& item = plan.items[i];
+    item.chunk_id = ids.id(item.key, item.chunk_index);
+    if (!item.needed.empty()) plan.own_ids.push_back({item.chunk_id, i});
+  }
+  std::sort(plan.own_ids.begin(), plan.own_ids.end());
+  std::vector<uint64_t> count(to_home.size(), 0);
+  for (const auto& [id, i] : plan.own_ids) ++count[static_cast<size_t>(home_of(id, world))];
+  for (size_t h = 0; h < to_home.size(); ++h) to_home[h].u64(count[h]);
+  for (const auto& [id, i] : plan.own_ids) {
+    const Item& item = plan.items[i];
+    WireWriter& w = to_home[static_cast<size_t>(home_of(id, world))];
+    w.u64(id);
     w.u64(item.needed.size());
     for (const auto& [f, l] : item.needed) {
       w.u64(f);
       w.u64(l);
     }
-    // The boxes, behind their byte count: ranks that read nothing for this
-    // one skip them unparsed.
+    // The boxes, behind their byte count: the home forwards them to the
+    // owners unparsed.
     uint64_t bytes = 0;
     for (size_t t : item.targets) bytes += 16 + 16 * plan.targets[t].read->box_offsets.size();
     w.u64(item.targets.size());
@@ -89,100 +91,162 @@ void write_needs(WireWriter& w, const ReadPlan& plan, const ChunkIds& ids) {
   }
 }
 
-void read_needs(WireReader& rd, int from, Needs& needs) {
+void HomeItems::read(WireReader& rd, int from, const Blob& blob) {
   const uint64_t count = rd.u64();
+  uint64_t last_id = 0;
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t id = rd.u64();
+    if (i > 0 && id <= last_id) {
+      throw Error(ErrorCode::kComm, "read-once exchange: rank " + std::to_string(from) +
+                                        " listed its needs out of chunk id order (" + std::to_string(id) + " after " +
+                                        std::to_string(last_id) + ")");
+    }
+    last_id = id;
     const uint64_t n = rd.u64();
     for (uint64_t k = 0; k < n; ++k) {
       const uint64_t f = rd.u64();
       const uint64_t l = rd.u64();
-      needs.ranges.push_back({id, from, f, l});
+      ranges_.push_back({id, from, f, l});
     }
     const uint64_t nboxes = rd.u64();
     const uint64_t bytes = rd.u64();
-    needs.boxes.push_back({id, from, rd.position(), nboxes});
+    boxes_.push_back({id, from, &blob, rd.position(), nboxes, bytes});
     rd.skip(bytes);
   }
 }
 
-bool any_shared(const Needs& needs) {
-  for (size_t i = 1; i < needs.ranges.size(); ++i) {
-    if (needs.ranges[i].id == needs.ranges[i - 1].id && needs.ranges[i].rank != needs.ranges[i - 1].rank) return true;
-  }
-  return false;
-}
-
-namespace {
-
-// Adds rank `from`'s boxes of `item` (chunk `c` of the metadata) to the item's remote boxes.
-void add_remote_boxes(Item& item, const ChunkIds::Chunk& c, const Needs::Boxes& boxes, const Blob& blob, int from) {
-  const ChunkMeta& chunk = c.tensor->chunks[c.chunk_index];
-  const size_t elem = dtype_size(c.tensor->dtype);
-  WireReader rd(blob, from, boxes.pos);
-  for (uint64_t b = 0; b < boxes.count; ++b) {
-    const uint64_t target = rd.u64();
-    const uint64_t ndim = rd.u64();
-    if (ndim != chunk.sizes.size()) {
-      throw Error(ErrorCode::kInternal, "read-once delivery: rank " + std::to_string(from) + " reads a box of " +
-                                            std::to_string(ndim) + " dims from chunk " +
-                                            std::to_string(c.chunk_index) + " of " + quoted(*c.key));
-    }
-    Shape offsets(ndim), lengths(ndim);
-    for (uint64_t d = 0; d < ndim; ++d) {
-      offsets[d] = static_cast<int64_t>(rd.u64());
-      lengths[d] = static_cast<int64_t>(rd.u64());
-    }
-    item.remote_boxes.push_back({from, target, BoxInChunk(chunk.sizes, offsets, lengths, elem)});
-  }
-}
-
-}  // namespace
-
-void assign_shared(ReadPlan& plan, const Needs& needs, const ChunkIds& ids, int rank, int world,
-                   const PieceSizes& sizes) {
+bool HomeItems::assign(std::vector<WireWriter>& to_owner, const ChunkIds& ids, int home, int world,
+                       uint64_t block_size, const PieceSizes& sizes) {
+  // Messages came in rank order and each lists its items in id order: a
+  // stable sort by id gives (id, rank) order.
+  std::stable_sort(ranges_.begin(), ranges_.end(), [](const Range& a, const Range& b) { return a.id < b.id; });
+  std::stable_sort(boxes_.begin(), boxes_.end(), [](const Boxes& a, const Boxes& b) { return a.id < b.id; });
   std::vector<ItemNeeds> inputs;
-  std::vector<size_t> item_of;         // inputs[i] is plan.items[item_of[i]]
-  std::vector<ChunkIds::Chunk> chunk_of;  // and this chunk of the metadata
-  std::vector<uint64_t> id_of;            // with this id
-  for (size_t a = 0; a < needs.ranges.size();) {
+  std::vector<uint64_t> id_of;
+  for (size_t a = 0; a < ranges_.size();) {
     size_t b = a;
-    while (b < needs.ranges.size() && needs.ranges[b].id == needs.ranges[a].id) ++b;
-    const ChunkIds::Chunk c = ids.chunk(needs.ranges[a].id, needs.ranges[a].rank);
+    while (b < ranges_.size() && ranges_[b].id == ranges_[a].id) ++b;
+    const ChunkIds::Chunk c = ids.chunk(ranges_[a].id, ranges_[a].rank);
     const ChunkMeta& chunk = c.tensor->chunks[c.chunk_index];
-    const size_t item = plan.item_index(*c.key, c.chunk_index, &chunk.location, c.tensor->dtype);
-    ItemNeeds in{chunk.location.byte_length, plan.items[item].splittable, {}};
+    ItemNeeds in{chunk.location.byte_length, block_size % dtype_size(c.tensor->dtype) == 0, {}};
     in.ranges.reserve(b - a);
-    for (size_t k = a; k < b; ++k) in.ranges.push_back({needs.ranges[k].rank, needs.ranges[k].first, needs.ranges[k].last});
+    for (size_t k = a; k < b; ++k) in.ranges.push_back({ranges_[k].rank, ranges_[k].first, ranges_[k].last});
     inputs.push_back(std::move(in));
-    item_of.push_back(item);
-    chunk_of.push_back(c);
-    id_of.push_back(needs.ranges[a].id);
+    id_of.push_back(ranges_[a].id);
     a = b;
   }
-  plan.pieces = assign_pieces(inputs, world, sizes);
-  // The ranks this rank reads pieces for, item by item (pieces come item by item).
+  const std::vector<Piece> pieces = assign_pieces(inputs, world, sizes, home);
+  // Per owner and item: the receivers' boxes, then the pieces. Pieces come
+  // item by item; within an item, owners in rank order.
+  std::vector<uint64_t> sections(static_cast<size_t>(world), 0);
+  std::vector<WireWriter> body(static_cast<size_t>(world));
+  std::vector<size_t> order;
   std::vector<int> receivers;
-  for (size_t p = 0; p < plan.pieces.size();) {
-    const size_t input = plan.pieces[p].item;
-    receivers.clear();
-    for (; p < plan.pieces.size() && plan.pieces[p].item == input; ++p) {
-      if (plan.pieces[p].owner == rank) receivers.insert(receivers.end(), plan.pieces[p].remote.begin(), plan.pieces[p].remote.end());
+  bool shared = false;
+  size_t box_at = 0;
+  for (size_t p = 0; p < pieces.size();) {
+    const size_t input = pieces[p].item;
+    const uint64_t id = id_of[input];
+    size_t q = p;
+    while (q < pieces.size() && pieces[q].item == input) ++q;
+    while (box_at < boxes_.size() && boxes_[box_at].id < id) ++box_at;
+    size_t box_end = box_at;
+    while (box_end < boxes_.size() && boxes_[box_end].id == id) ++box_end;
+    order.resize(q - p);
+    for (size_t k = 0; k < order.size(); ++k) order[k] = p + k;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return pieces[x].owner < pieces[y].owner; });
+    for (size_t a = 0; a < order.size();) {
+      const int owner = pieces[order[a]].owner;
+      size_t b = a;
+      receivers.clear();
+      while (b < order.size() && pieces[order[b]].owner == owner) {
+        const Piece& piece = pieces[order[b]];
+        receivers.insert(receivers.end(), piece.remote.begin(), piece.remote.end());
+        ++b;
+      }
+      std::sort(receivers.begin(), receivers.end());
+      receivers.erase(std::unique(receivers.begin(), receivers.end()), receivers.end());
+      shared = shared || !receivers.empty();
+      WireWriter& w = body[static_cast<size_t>(owner)];
+      ++sections[static_cast<size_t>(owner)];
+      w.u64(id);
+      w.u64(receivers.size());
+      size_t k = box_at;
+      for (int r : receivers) {
+        while (k < box_end && boxes_[k].rank < r) ++k;
+        const bool has = k < box_end && boxes_[k].rank == r;
+        w.u64(static_cast<uint64_t>(r));
+        w.u64(has ? boxes_[k].count : 0);
+        w.u64(has ? boxes_[k].bytes : 0);
+        if (has) w.bytes(boxes_[k].blob->data() + boxes_[k].pos, static_cast<size_t>(boxes_[k].bytes));
+      }
+      w.u64(b - a);
+      for (size_t m = a; m < b; ++m) {
+        const Piece& piece = pieces[order[m]];
+        w.u64(piece.first);
+        w.u64(piece.last);
+        w.u64(piece.remote.size());
+        for (int r : piece.remote) w.u64(static_cast<uint64_t>(r));
+      }
+      a = b;
     }
-    if (receivers.empty()) continue;
-    std::sort(receivers.begin(), receivers.end());
-    receivers.erase(std::unique(receivers.begin(), receivers.end()), receivers.end());
-    Item& item = plan.items[item_of[input]];
-    // Boxes are added in rank order: plan_round finds a rank's by binary search.
-    for (int r : receivers) {
-      const Needs::Boxes key{id_of[input], r, 0, 0};
-      auto [lo, hi] = std::equal_range(needs.boxes.begin(), needs.boxes.end(), key, [](const Needs::Boxes& x, const Needs::Boxes& y) {
-        return std::tie(x.id, x.rank) < std::tie(y.id, y.rank);
-      });
-      for (auto it = lo; it != hi; ++it) add_remote_boxes(item, chunk_of[input], *it, needs.blobs[static_cast<size_t>(r)], r);
+    box_at = box_end;
+    p = q;
+  }
+  for (size_t o = 0; o < to_owner.size(); ++o) {
+    to_owner[o].u64(sections[o]);
+    std::string b = body[o].take();
+    to_owner[o].bytes(b.data(), b.size());
+  }
+  return shared;
+}
+
+void read_assignment(WireReader& rd, int home, ReadPlan& plan, const ChunkIds& ids, int rank) {
+  const uint64_t sections = rd.u64();
+  for (uint64_t s = 0; s < sections; ++s) {
+    const uint64_t id = rd.u64();
+    const ChunkIds::Chunk c = ids.chunk(id, home);
+    const ChunkMeta& chunk = c.tensor->chunks[c.chunk_index];
+    const size_t item_index = plan.item_index(*c.key, c.chunk_index, &chunk.location, c.tensor->dtype);
+    plan.items[item_index].chunk_id = id;
+    const uint64_t nreceivers = rd.u64();
+    for (uint64_t k = 0; k < nreceivers; ++k) {
+      const uint64_t r = rd.u64();
+      const uint64_t count = rd.u64();
+      rd.u64();  // bytes
+      for (uint64_t b = 0; b < count; ++b) {
+        const uint64_t target = rd.u64();
+        const uint64_t ndim = rd.u64();
+        if (ndim != chunk.sizes.size()) {
+          throw Error(ErrorCode::kInternal, "read-once delivery: rank " + std::to_string(r) + " reads a box of " +
+                                                std::to_string(ndim) + " dims from chunk " +
+                                                std::to_string(c.chunk_index) + " of " + quoted(*c.key));
+        }
+        Shape offsets(ndim), lengths(ndim);
+        for (uint64_t d = 0; d < ndim; ++d) {
+          offsets[d] = static_cast<int64_t>(rd.u64());
+          lengths[d] = static_cast<int64_t>(rd.u64());
+        }
+        plan.items[item_index].remote_boxes.push_back(
+            {static_cast<int>(r), target, BoxInChunk(chunk.sizes, offsets, lengths, dtype_size(c.tensor->dtype))});
+      }
+    }
+    const uint64_t npieces = rd.u64();
+    for (uint64_t k = 0; k < npieces; ++k) {
+      Piece piece{item_index, rd.u64(), rd.u64(), rank, {}};
+      const uint64_t nremote = rd.u64();
+      piece.remote.reserve(static_cast<size_t>(std::min<uint64_t>(nremote, 1 << 20)));
+      for (uint64_t m = 0; m < nremote; ++m) piece.remote.push_back(static_cast<int>(rd.u64()));
+      if (piece.first > piece.last || piece.last >= chunk.location.block_checksums.size()) {
+        throw Error(ErrorCode::kComm, "read-once exchange: rank " + std::to_string(home) + " assigned blocks " +
+                                          std::to_string(piece.first) + ".." + std::to_string(piece.last) +
+                                          " of chunk " + std::to_string(c.chunk_index) + " of " + quoted(*c.key) +
+                                          ", which has " + std::to_string(chunk.location.block_checksums.size()));
+      }
+      plan.pieces.push_back(std::move(piece));
     }
   }
-  for (Piece& p : plan.pieces) p.item = item_of[p.item];
 }
 
 std::unique_ptr<Round> plan_round(const ReadPlan& plan, const std::vector<Op>& ops, size_t& next, int world,
@@ -218,7 +282,7 @@ std::unique_ptr<Round> plan_round(const ReadPlan& plan, const std::vector<Op>& o
   for (int r = 0; r < world; ++r) round->out[static_cast<size_t>(r)].assign(size[static_cast<size_t>(r)], '\0');
   for (const auto& [p, list] : round->deliveries) {
     for (const Delivery& d : list) {
-      const uint64_t header[4] = {p, d.box->target, d.l0, d.l1};
+      const uint64_t header[4] = {plan.items[plan.pieces[p].item].chunk_id, d.box->target, d.l0, d.l1};
       std::memcpy(d.blob->data() + d.pos - kRecordHeaderBytes, header, kRecordHeaderBytes);
     }
   }
@@ -270,12 +334,12 @@ void unpack_blob(ReadEngine& engine, const ReadPlan& plan, const std::string& bl
   for (size_t at = kRoundHeaderBytes; at + kRecordHeaderBytes <= blob.size();) {
     uint64_t header[4];
     std::memcpy(header, blob.data() + at, kRecordHeaderBytes);
-    const uint64_t p = header[0], target = header[1], l0 = header[2], l1 = header[3];
-    const bool valid = p < plan.pieces.size() && target < plan.targets.size() && l0 < l1 &&
+    const uint64_t id = header[0], target = header[1], l0 = header[2], l1 = header[3];
+    auto own = std::lower_bound(plan.own_ids.begin(), plan.own_ids.end(), std::make_pair(id, size_t{0}));
+    const bool valid = own != plan.own_ids.end() && own->first == id && target < plan.targets.size() && l0 < l1 &&
                        l1 <= plan.targets[target].geom.numel() &&
-                       std::find(plan.items[plan.pieces[p].item].targets.begin(),
-                                 plan.items[plan.pieces[p].item].targets.end(),
-                                 target) != plan.items[plan.pieces[p].item].targets.end();
+                       std::find(plan.items[own->second].targets.begin(), plan.items[own->second].targets.end(),
+                                 target) != plan.items[own->second].targets.end();
     const uint64_t bytes = valid ? (l1 - l0) * plan.targets[target].geom.element_size() : 0;
     if (!valid || blob.size() - at - kRecordHeaderBytes < bytes) {
       throw Error(ErrorCode::kComm, "read-once exchange: malformed delivery from rank " + std::to_string(from) +

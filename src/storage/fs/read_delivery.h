@@ -45,6 +45,7 @@ class ChunkIds {
   };
   // The chunk with id `id`; throws kComm when there is none.
   Chunk chunk(uint64_t id, int from) const;
+  uint64_t size() const { return base_.back(); }
 
  private:
   std::vector<uint64_t> base_;  // first id of each tensor, in key order, then the total
@@ -52,43 +53,51 @@ class ChunkIds {
   std::unordered_map<std::string_view, size_t> index_;
 };
 
-// Every rank's needs, as exchanged: the blocks each rank needs of each item
-// (what the assignment reads), and where in that rank's message its boxes
-// of the item lie (parsed only by the rank that reads a piece of the item
-// for it). Holds the received messages.
-struct Needs {
+// The assignment is spread over the ranks: every item (a chunk id) has a
+// home rank, id mod world, which alone learns who needs it, assigns its
+// pieces (piece_assignment.h, with its own rank as first choice) and tells
+// each owner what it reads and for whom, with its receivers' boxes. So a
+// rank handles its own needs, its home items and its own pieces — never
+// every rank's needs — and each exchange is one all_to_all_v.
+inline int home_of(uint64_t id, int world) { return static_cast<int>(id % static_cast<uint64_t>(world)); }
+
+// Step 1, every rank: its needs (block ranges and boxes of each item it
+// reads from, in id order), one message per home. Sets the items' chunk
+// ids and plan.own_ids.
+void write_needs(std::vector<WireWriter>& to_home, ReadPlan& plan, const ChunkIds& ids);
+
+// Step 2, on a home: the needs it received, and the assignment of its items.
+class HomeItems {
+ public:
+  // Reads rank `from`'s message (in rank order); `blob` must outlive this.
+  void read(WireReader& rd, int from, const Blob& blob);
+  // Assigns the pieces of the items received and writes to each owner its
+  // pieces with its receivers' boxes. Returns whether any piece is shared.
+  bool assign(std::vector<WireWriter>& to_owner, const ChunkIds& ids, int home, int world, uint64_t block_size,
+              const PieceSizes& sizes);
+
+ private:
   struct Range {
-    uint64_t id;  // ChunkIds
+    uint64_t id;
     int rank;
     uint64_t first, last;
   };
   struct Boxes {
     uint64_t id;
     int rank;
-    size_t pos;    // in blobs[rank], where the boxes start
+    const Blob* blob;
+    size_t pos;  // where the boxes start in *blob
     uint64_t count;
+    uint64_t bytes;
   };
-  std::vector<Range> ranges;  // sorted by (id, rank, first) by finish()
-  std::vector<Boxes> boxes;   // sorted by (id, rank) by finish()
-  std::vector<Blob> blobs;
-
-  void finish();
+  std::vector<Range> ranges_;
+  std::vector<Boxes> boxes_;
 };
 
-// This rank's needs (blocks and boxes of every item it reads from).
-void write_needs(WireWriter& w, const ReadPlan& plan, const ChunkIds& ids);
-// Adds rank `from`'s needs (its message is needs.blobs[from]) to `needs`.
-void read_needs(WireReader& r, int from, Needs& needs);
-// True when some block range of an item is needed by two ranks (a saved
-// item wanted by two ranks may share blocks): only then is there anything
-// to deliver. Needs finish() first.
-bool any_shared(const Needs& needs);
-
-// The shared assignment: adds every needed item (from `metadata`) to `plan`
-// and sets its pieces; the other ranks' boxes are added to the items this
-// rank reads a piece of for them, and to no other.
-void assign_shared(ReadPlan& plan, const Needs& needs, const ChunkIds& ids, int rank, int world,
-                   const PieceSizes& sizes);
+// Step 3, every rank: from home `home`'s message, the pieces this rank
+// reads (added to plan.pieces, items added as needed) and the boxes of the
+// ranks it reads them for (added to the items' remote boxes, by rank).
+void read_assignment(WireReader& rd, int home, ReadPlan& plan, const ChunkIds& ids, int rank);
 
 // One packed delivery: the elements [l0, l1) of a remote rank's box that a
 // piece holds, at `pos` of the blob for that rank.

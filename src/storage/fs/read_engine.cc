@@ -6,6 +6,7 @@
 #include "storage/fs/read_engine.h"
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -69,53 +70,74 @@ class Reader {
   void run_shared(std::exception_ptr local_error) {
     Communicator& comm = *opts_.comm;
     const int world = comm.size();
+    const int me = comm.rank();
     if (!local_error && !opts_.metadata) {
       local_error = std::make_exception_ptr(
           Error(ErrorCode::kInternal, "read-once delivery needs the checkpoint metadata"));
     }
+    // Runs a step unless this rank already failed; a throw becomes its failure.
+    auto step = [&](const std::function<void()>& fn) {
+      if (local_error) return;
+      try {
+        fn();
+      } catch (...) {
+        local_error = std::current_exception();
+      }
+    };
+    // One message per rank, opening with this rank's status (alone when it failed).
+    auto messages = [&](std::vector<WireWriter>& bodies, const std::function<void(WireWriter&)>& header) {
+      std::vector<Blob> out(static_cast<size_t>(world));
+      for (size_t r = 0; r < out.size(); ++r) {
+        WireWriter w;
+        write_status(w, my_status(local_error));
+        if (!local_error) {
+          if (header) header(w);
+          std::string body = bodies[r].take();
+          w.bytes(body.data(), body.size());
+        }
+        out[r] = w.take();
+      }
+      return out;
+    };
 
-    // 1. Everyone learns which blocks everyone needs (or that a rank failed).
+    // 1. Each rank sends its needs of each item to the item's home.
     std::optional<ChunkIds> ids;
-    if (!local_error) {
-      try {
-        ids.emplace(*opts_.metadata);
-      } catch (...) {
-        local_error = std::current_exception();
-      }
-    }
-    WireWriter w;
-    if (!local_error) {
-      try {
-        write_needs(w, plan_, *ids);
-      } catch (...) {
-        local_error = std::current_exception();
-        w = WireWriter();
-      }
-    }
-    WireWriter blob;
-    write_status(blob, my_status(local_error));
-    std::string msg = blob.take();
-    if (!local_error) msg += w.take();
-    Needs needs;
-    needs.blobs = comm.all_gather_v(msg);
-
-    // 2. The same assignment on every rank: item by item in chunk id order.
-    const std::vector<RankFailure> failures =
-        comm_detail::read_statuses(needs.blobs, [&](WireReader& rd, int r) { read_needs(rd, r, needs); });
-    needs.finish();  // every rank then sees the same order: any_shared below agrees
-    if (failures.empty() && !local_error) {
-      try {
-        assign_shared(plan_, needs, *ids, engine_.rank(), world,
-                      PieceSizes{plan_.block_size, opts_.max_read_bytes, opts_.share_piece_bytes});
-      } catch (...) {
-        local_error = std::current_exception();
-      }
+    std::vector<WireWriter> to_home(static_cast<size_t>(world));
+    step([&] {
+      ids.emplace(*opts_.metadata);
+      write_needs(to_home, plan_, *ids);
+    });
+    const std::vector<Blob> at_home = comm.all_to_all_v(messages(to_home, nullptr));
+    HomeItems home;
+    std::vector<RankFailure> failures;
+    try {
+      failures = comm_detail::read_statuses(at_home, [&](WireReader& rd, int r) {
+        if (!local_error) home.read(rd, r, at_home[static_cast<size_t>(r)]);
+      });
+    } catch (...) {
+      if (!local_error) local_error = std::current_exception();
     }
     if (!failures.empty() && stop_for_failures(local_error, failures)) return;
 
-    // Every rank takes the same path: the decision depends only on what was
-    // exchanged.
-    if (!any_shared(needs)) {
+    // 2. Each home assigns its items and tells every owner what it reads.
+    std::vector<WireWriter> to_owner(static_cast<size_t>(world));
+    bool shared_here = false;
+    step([&] {
+      shared_here = home.assign(to_owner, *ids, me, world, plan_.block_size,
+                                PieceSizes{plan_.block_size, opts_.max_read_bytes, opts_.share_piece_bytes});
+    });
+    const std::vector<Blob> assigned =
+        comm.all_to_all_v(messages(to_owner, [&](WireWriter& w) { w.u8(shared_here ? 1 : 0); }));
+    bool shared = false;
+    failures = comm_detail::read_statuses(assigned, [&](WireReader& rd, int r) {
+      shared = rd.u8() != 0 || shared;
+      step([&] { read_assignment(rd, r, plan_, *ids, me); });
+    });
+    if (!failures.empty() && stop_for_failures(local_error, failures)) return;
+
+    // Every rank takes the same path: every home told every rank whether
+    // any of its pieces is delivered.
+    if (!shared) {
       read_alone(local_error);
     } else {
       read_in_rounds(local_error);

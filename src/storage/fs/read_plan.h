@@ -29,6 +29,7 @@ BlockRanges merge_ranges(BlockRanges ranges);
 struct Item {
   std::string key;
   size_t chunk_index = 0;
+  uint64_t chunk_id = 0;  // read-once delivery: its id among the metadata's chunks
   const StorageLocation* loc = nullptr;
   DType dtype = DType::kFloat32;
   bool splittable = true;       // block boundaries fall on element boundaries
@@ -79,6 +80,8 @@ struct ReadPlan {
   std::vector<Item> items;
   std::vector<Target> targets;
   std::vector<Piece> pieces;
+  // Read-once delivery: (chunk id, item) of this rank's own items, by id.
+  std::vector<std::pair<uint64_t, size_t>> own_ids;
 
  private:
   std::map<std::pair<std::string, size_t>, size_t> item_ids_;
