@@ -110,6 +110,17 @@ std::pair<uint64_t, uint64_t> BoxInChunk::linear_range_in(uint64_t a, uint64_t b
 
 std::vector<std::pair<uint64_t, uint64_t>> BoxInChunk::touched_blocks(uint64_t block_size) const {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  if (numel_ == 0) return ranges;
+  // Consecutive runs start at most one step of the outermost dim apart: when
+  // that step is at most a block, no block between the first and the last
+  // byte is skipped, so there is no need to visit every run (a narrow
+  // column box has one per row).
+  if (!strides_.empty() && static_cast<uint64_t>(strides_[0]) * elem_ <= block_size) {
+    const uint64_t first = base_ * elem_;
+    const uint64_t last = chunk_byte(numel_ - 1) + elem_ - 1;
+    ranges.emplace_back(first / block_size, last / block_size);
+    return ranges;
+  }
   for_each_run([&](uint64_t start, uint64_t length) {
     const uint64_t b0 = start / block_size;
     const uint64_t b1 = (start + length - 1) / block_size;
