@@ -293,22 +293,26 @@ namespace {
 
 // Copies elements [l0, l1) of a remote box, held by item bytes from `a`
 // on at `window`, contiguously (box order) into the delivery's blob.
-void pack(ReadEngine& engine, const Item& item, const Delivery& d, uint64_t a, const std::byte* window) {
+void pack(ReadEngine& engine, const Delivery& d, uint64_t a, const std::byte* window) {
   const BoxInChunk& geom = d.box->geom;
   const uint64_t elem = geom.element_size();
   std::byte* out = reinterpret_cast<std::byte*>(d.blob->data()) + d.pos;
-  for (const SubBox& sub : decompose_linear_range(geom.box_lengths(), d.l0, d.l1)) {
-    const std::byte* src = window + (geom.chunk_byte(sub.linear_begin) - a);
-    Tensor from = Tensor::from_blob(const_cast<std::byte*>(src), sub.lengths, item.dtype, geom.chunk_strides());
-    Tensor to = Tensor::from_blob(out + (sub.linear_begin - d.l0) * elem, sub.lengths, item.dtype);
-    to.copy_from(from);
-  }
+  copy_box_range(geom.box_lengths(), d.l0, d.l1, window,
+                 static_cast<int64_t>(geom.chunk_byte(0)) - static_cast<int64_t>(a), geom.chunk_strides(), out,
+                 -static_cast<int64_t>(d.l0 * elem), geom.box_strides(), elem);
   engine.add_sent((d.l1 - d.l0) * elem);
 }
 
 // The receiving side: elements [l0, l1) of this rank's target, packed at `data`.
 void unpack(const Target& t, uint64_t l0, uint64_t l1, const std::byte* data) {
   const uint64_t elem = t.geom.element_size();
+  const Tensor& dest = t.read->dest;
+  if (dest.dtype() == t.read->dtype && dest.device() == Device::kCpu) {
+    copy_box_range(t.geom.box_lengths(), l0, l1, data, -static_cast<int64_t>(l0 * elem), t.geom.box_strides(),
+                   static_cast<std::byte*>(dest.data_ptr()), 0, dest.strides(), elem);
+    return;
+  }
+  // Another dtype: converted by the tensor copy.
   for (const SubBox& sub : decompose_linear_range(t.geom.box_lengths(), l0, l1)) {
     Tensor from = Tensor::from_blob(const_cast<std::byte*>(data + (sub.linear_begin - l0) * elem), sub.lengths,
                                     t.read->dtype);
@@ -326,8 +330,7 @@ void pack_piece(ReadEngine& engine, const ReadPlan& plan, const Deliveries& deli
                 const std::byte* at) {
   auto it = deliveries.find(p);
   if (it == deliveries.end()) return;
-  const Item& item = plan.items[plan.pieces[p].item];
-  for (const Delivery& d : it->second) pack(engine, item, d, a, at);
+  for (const Delivery& d : it->second) pack(engine, d, a, at);
 }
 
 void unpack_blob(ReadEngine& engine, const ReadPlan& plan, const std::string& blob, int from, int me) {
