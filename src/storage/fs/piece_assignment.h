@@ -1,8 +1,9 @@
 // Piece assignment of the read engine: which rank reads which blocks of
 // which saved item, and which other ranks receive them (read once, deliver
-// everywhere). A pure function of what every rank needs: every rank computes
-// it from the same exchanged needs and gets the same answer, so no further
-// agreement is needed. Nothing here knows files, tensors or communicators.
+// everywhere). A pure function of what the needing ranks need: the read
+// engine runs it on each chunk's home rank for that home's chunks
+// (read_delivery.h), which then tells the owners. Nothing here knows files,
+// tensors or communicators.
 //
 // The rule: the blocks of an item are split into segments with a constant
 // set of needing ranks. A segment only one rank needs is read by that rank,

@@ -1,7 +1,9 @@
 // Delivery of the read engine's read-once mode: the byte form of what the
-// ranks exchange (each rank's needs, then per round the packed elements one
-// rank read for another) and the glue between the exchanged needs and the
-// pure piece assignment (piece_assignment.h).
+// ranks exchange (each rank's needs to the chunks' homes, each home's
+// assignment to the owners, then per round the packed elements one rank
+// read for another) and the glue between them and the pure piece
+// assignment (piece_assignment.h). HomeItems keeps pointers into the
+// messages it read: they outlive it.
 //
 // A Round owns the blobs it sends; its deliveries point into them and into
 // the ReadPlan's remote boxes, so the plan outlives its rounds. Packing
