@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "dcpp/comm.h"
+#include "dcpp/dtensor.h"
+#include "dcpp/state_dict.h"
 
 namespace dcpp::bench {
 
@@ -40,6 +42,15 @@ struct BenchOptions {
   bool async = true;        // async_save figures
   bool json = false;        // print JSON instead of the table
   std::string command;      // the command line, echoed in the report
+  // --scale (checkpoint_scale_lib.cc): save at each of these rank counts,
+  // load at the same, half and double (at most scale_max_ranks), model
+  // layout and transposed. `scale_cells` limits the loads to the named
+  // layouts (same_model, same_transposed, half_model, half_transposed,
+  // double_model, double_transposed); empty: all.
+  bool scale = false;
+  std::vector<int> scale_ranks = {4, 8, 16, 32, 64};
+  int scale_max_ranks = 64;
+  std::vector<std::string> scale_cells;
 };
 
 // One measured figure: median and every sample, in seconds, over `bytes`.
@@ -84,7 +95,41 @@ BenchReport run_bench(const BenchOptions& options);
 // code: 0, or 1 when a load returned wrong data or the run failed.
 int run_bench_command(const BenchOptions& options);
 
-// ---- building blocks, shared with `dcpp demo` ----
+// The scale benchmark (`dcpp bench --scale`): prints its table (rank 0
+// under mpirun) and returns the exit code as run_bench_command does.
+int run_scale_command(const BenchOptions& options);
+
+// ---- building blocks, shared with `dcpp demo` and the scale benchmark ----
+
+// One tensor of the synthetic model.
+struct Spec {
+  std::string key;
+  Shape shape;
+  DType dtype;
+  Placement placement;  // the model's layout (Colwise = Shard(0), Rowwise = Shard(1))
+  uint32_t salt;
+};
+std::vector<Spec> model_specs(const BenchOptions& o);
+// Shard(0) <-> Shard(1) for matrices; vectors keep their placement.
+Placement transposed(const Spec& s);
+
+// One rank's state dict of the synthetic model, and its local tensors.
+struct RankState {
+  StateDict sd;
+  std::vector<Tensor> locals;
+  uint64_t bytes = 0;
+};
+// `fill`: the saved values; otherwise a sentinel a load must overwrite.
+RankState build_state(const std::vector<Spec>& specs, const DeviceMesh& mesh, int world, int rank,
+                      bool use_transposed, bool fill);
+// False (and `bad` names the first wrong tensor) unless every local tensor holds the saved values.
+bool verify_state(const RankState& st, const std::vector<Spec>& specs, int world, int rank, bool use_transposed,
+                  std::string& bad);
+// Drops the page cache of every file under `dir`.
+void drop_cache(const std::string& dir);
+// Runs fn on `world` thread ranks, or on the MPI world's first `world` ranks under mpirun.
+void on_ranks(int world, bool mpi, const std::function<void(CommPtr)>& fn);
+double median(std::vector<double> v);
 
 // The raw baseline: `threads` threads write (or read) disjoint contiguous
 // ranges of `path` in 16 MiB transfers, with O_DIRECT when `want_direct` and

@@ -32,12 +32,16 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+}  // namespace
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
+
+namespace {
 
 uint64_t proc_status_kib(const char* field) {
   std::ifstream in("/proc/self/status");
@@ -48,6 +52,7 @@ uint64_t proc_status_kib(const char* field) {
   }
   return 0;
 }
+
 uint64_t peak_rss() { return proc_status_kib("VmHWM") * 1024; }
 uint64_t current_rss() { return proc_status_kib("VmRSS") * 1024; }
 // Resets VmHWM to the current RSS (Linux ≥ 4.0); false when not permitted.
@@ -57,15 +62,9 @@ bool reset_peak_rss() {
   return static_cast<bool>(out);
 }
 
-// ---- the synthetic model ----
+}  // namespace
 
-struct Spec {
-  std::string key;
-  Shape shape;
-  DType dtype;
-  Placement placement;  // the model's layout (Colwise = Shard(0), Rowwise = Shard(1))
-  uint32_t salt;
-};
+// ---- the synthetic model (checkpoint_bench.h) ----
 
 std::vector<Spec> model_specs(const BenchOptions& o) {
   const int64_t h = o.hidden;
@@ -98,6 +97,8 @@ Placement transposed(const Spec& s) {
   if (const Shard* sh = std::get_if<Shard>(&s.placement)) return Shard{1 - sh->dim};
   return s.placement;
 }
+
+namespace {
 
 // The value of global element `i` of a tensor: small integers, exact in bf16.
 inline float value_at(uint64_t i, uint32_t salt) {
@@ -143,11 +144,7 @@ bool fill_or_check(const Tensor& local, const Shape& global_shape, const Shape& 
   return true;
 }
 
-struct RankState {
-  StateDict sd;
-  std::vector<Tensor> locals;
-  uint64_t bytes = 0;
-};
+}  // namespace
 
 // `fill`: the saved values; otherwise a sentinel (0xFF bytes: NaN) a load must overwrite.
 RankState build_state(const std::vector<Spec>& specs, const DeviceMesh& mesh, int world, int rank,
@@ -212,6 +209,8 @@ void on_ranks(int world, bool mpi, const std::function<void(CommPtr)>& fn) {
   if (sub) fn(sub);
   all->barrier();
 }
+
+namespace {
 
 std::string human_bytes(double b) {
   char buf[64];

@@ -93,6 +93,13 @@ struct StorageIoStats {
   uint64_t bytes_received = 0;  // block bytes other ranks read and delivered to this one
   uint64_t bytes_sent = 0;      // block bytes this rank read and delivered to others
   uint64_t io_calls = 0;        // pwrite or pread calls on data files
+  // Read-once delivery: the pieces this rank packed for others (one per
+  // piece and receiving box), the non-empty messages it sent to other ranks
+  // (all of a round's pieces for one rank travel as one), and the exchange
+  // rounds it took part in.
+  uint64_t pieces_sent = 0;
+  uint64_t messages_sent = 0;
+  uint64_t exchange_rounds = 0;
   bool direct = false;          // some data file was opened with O_DIRECT
   bool buffered_fallback = false;  // direct I/O was asked for and the file system refused it
 };

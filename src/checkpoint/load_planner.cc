@@ -1,5 +1,6 @@
 // DefaultLoadPlanner: validation of the caller's state dict against the
 // metadata, overlap boxes, and the write-back into the caller's containers.
+#include <algorithm>
 #include <unordered_map>
 
 #include "checkpoint/flatten.h"
@@ -181,8 +182,13 @@ LoadPlan DefaultLoadPlanner::create_local_plan() {
                                              "' has " + std::to_string(chunk.sizes.size()) +
                                              " dims, the tensor " + std::to_string(nd));
       }
-      ReadItem item;
+      // Most chunks of a sharded tensor miss this rank's box: test before allocating.
       bool overlap = true;
+      for (size_t d = 0; d < nd && overlap; ++d) {
+        overlap = std::max(off[d], chunk.offsets[d]) < std::min(off[d] + len[d], chunk.offsets[d] + chunk.sizes[d]);
+      }
+      if (!overlap) continue;
+      ReadItem item;
       item.storage_offsets.resize(nd);
       item.dest_offsets.resize(nd);
       item.lengths.resize(nd);

@@ -201,31 +201,41 @@ CopyGroups group_copies(const LocalPlans& plans, const KeyTable& keys) {
     const Shape* offsets;
     bool operator==(const GroupKey& o) const { return key == o.key && *offsets == *o.offsets; }
   };
-  struct GroupKeyHash {
-    size_t operator()(const GroupKey& k) const {
-      return static_cast<size_t>(XXH3_64bits_withSeed(k.offsets->data(), k.offsets->size() * sizeof(int64_t), k.key));
-    }
+  auto hash = [](const GroupKey& k) {
+    return static_cast<size_t>(XXH3_64bits_withSeed(k.offsets->data(), k.offsets->size() * sizeof(int64_t), k.key));
   };
   const int world = static_cast<int>(plans.size());
   size_t total_items = 0;
   for (const auto& plan : plans) total_items += plan.items.size();
   CopyGroups groups;
-  std::unordered_map<GroupKey, uint32_t, GroupKeyHash> group_index;
-  group_index.reserve(total_items);
+  // An open-addressing table of group numbers (linear probing, at most half
+  // full): no node per item, which at millions of chunks costs more in
+  // malloc and free than the hashing itself.
+  size_t capacity = 16;
+  while (capacity < 2 * total_items) capacity *= 2;
+  constexpr uint32_t kEmpty = UINT32_MAX;
+  std::vector<uint32_t> slots(capacity, kEmpty);
+  std::vector<GroupKey> group_key;
   std::vector<uint32_t> group_size;
   groups.item_group.resize(world);
   for (int r = 0; r < world; ++r) {
     const auto& items = plans[r].items;
     groups.item_group[r].resize(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
-      auto [it, inserted] = group_index.emplace(GroupKey{keys.item_key[r][i], &items[i].offsets},
-                                                static_cast<uint32_t>(group_size.size()));
-      if (inserted) group_size.push_back(0);
-      ++group_size[it->second];
-      groups.item_group[r][i] = it->second;
+      const GroupKey k{keys.item_key[r][i], &items[i].offsets};
+      size_t at = hash(k) & (capacity - 1);
+      while (slots[at] != kEmpty && !(group_key[slots[at]] == k)) at = (at + 1) & (capacity - 1);
+      if (slots[at] == kEmpty) {
+        slots[at] = static_cast<uint32_t>(group_size.size());
+        group_key.push_back(k);
+        group_size.push_back(0);
+      }
+      ++group_size[slots[at]];
+      groups.item_group[r][i] = slots[at];
     }
   }
-  group_index = {};
+  std::vector<uint32_t>().swap(slots);
+  std::vector<GroupKey>().swap(group_key);
   groups.begin.assign(group_size.size() + 1, 0);
   for (size_t g = 0; g < group_size.size(); ++g) groups.begin[g + 1] = groups.begin[g] + group_size[g];
   groups.copies.resize(total_items);

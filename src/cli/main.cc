@@ -111,6 +111,19 @@ int main(int argc, char** argv) {
   bench->add_flag("--no-reshard", bench_no_reshard, "Skip the resharded loads");
   bench->add_flag("--no-async", bench_no_async, "Skip the async_save figures");
   bench->add_flag("--json", bench_args.json, "Print JSON for scripts (fields in bench/README.md)");
+  bench->add_flag("--scale", bench_args.scale,
+                  "Scale table instead: the same bytes saved at each --scale-ranks count and loaded at the same, "
+                  "half and double count, model layout and transposed");
+  bench->add_option("--scale-ranks", bench_args.scale_ranks, "Save rank counts of --scale")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  bench->add_option("--scale-max-ranks", bench_args.scale_max_ranks,
+                    "Largest load rank count of --scale with thread ranks (under mpirun: the MPI world)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  bench->add_option("--scale-cells", bench_args.scale_cells,
+                    "Only these loads of --scale: same_model, same_transposed, half_model, half_transposed, "
+                    "double_model, double_transposed");
   bench->footer("Exit code: 0; 1 when a load returned wrong data or the run failed; 2 usage error.");
 
   try {
@@ -144,7 +157,8 @@ int main(int argc, char** argv) {
       bench_args.reshard = !bench_no_reshard;
       bench_args.async = !bench_no_async;
       for (int i = 0; i < argc; ++i) bench_args.command += (i ? " " : "") + std::string(argv[i]);
-      return dcpp::bench::run_bench_command(bench_args);
+      return bench_args.scale ? dcpp::bench::run_scale_command(bench_args)
+                              : dcpp::bench::run_bench_command(bench_args);
     }
     if (demo->parsed()) {
       command = "demo";

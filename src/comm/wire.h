@@ -29,6 +29,8 @@ class WireWriter {
     u64(s.size());
     for (int64_t v : s) i64(v);
   }
+  void bytes(const char* data, size_t n) { out_.append(data, n); }
+  size_t size() const { return out_.size(); }
   std::string take() { return std::move(out_); }
 
  private:
@@ -64,6 +66,10 @@ class WireReader {
     Shape s(n);
     for (auto& v : s) v = i64();
     return s;
+  }
+  void skip(uint64_t n) {
+    need(n);
+    pos_ += n;
   }
   bool done() const { return pos_ == in_.size(); }
   size_t position() const { return pos_; }

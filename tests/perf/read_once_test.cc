@@ -97,6 +97,11 @@ LoadOutcome load_and_check(const std::string& path, int world, const std::vector
     EXPECT_EQ(sd.at("step").as<int64_t>(), 42);
     sent += reader.stats().bytes_sent;
     received += reader.stats().bytes_received;
+    // All of a round's pieces for one rank travel as one message.
+    const StorageIoStats st = reader.stats();
+    EXPECT_LE(st.messages_sent, st.exchange_rounds * static_cast<uint64_t>(world - 1)) << "rank " << comm->rank();
+    EXPECT_GE(st.pieces_sent, st.messages_sent) << "rank " << comm->rank();
+    EXPECT_EQ(st.pieces_sent > 0, st.bytes_sent > 0) << "rank " << comm->rank();
   });
   LoadOutcome out;
   out.sent = sent;

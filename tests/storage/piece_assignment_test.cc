@@ -89,6 +89,17 @@ TEST(storage_PieceAssignment, BlocksNobodyNeedsAreNotRead) {
   expect_pieces(assign_pieces(items, 2, kSizes), {{0, 0, 1, 0, {}}, {0, 7, 8, 1, {}}});
 }
 
+TEST(storage_PieceAssignment, TiesGoToTheFirstNeederFromTheFirstChoice) {
+  // Three ranks need all of a 16-byte item, one block per piece; with rank 2
+  // as first choice the equal loads are broken 2, 0, 1, then 2 again.
+  std::vector<ItemNeeds> items{{16, true, {{0, 0, 3}, {1, 0, 3}, {2, 0, 3}}}};
+  expect_pieces(assign_pieces(items, 3, kSizes, 2),
+                {{0, 0, 0, 2, {0, 1}}, {0, 1, 1, 0, {1, 2}}, {0, 2, 2, 1, {0, 2}}, {0, 3, 3, 2, {0, 1}}});
+  // A first choice that needs nothing: the next needer after it, cyclically.
+  std::vector<ItemNeeds> two{{8, true, {{0, 0, 1}, {1, 0, 1}}}};
+  expect_pieces(assign_pieces(two, 3, kSizes, 2), {{0, 0, 0, 0, {1}}, {0, 1, 1, 1, {0}}});
+}
+
 // ---- properties over random needs ----
 
 struct Case {
@@ -205,6 +216,8 @@ TEST(storage_PieceAssignment, RandomNeedsAreReadOnceBalancedAndDeterministic) {
     SCOPED_TRACE("case " + std::to_string(n) + ", world " + std::to_string(c.world));
     const std::vector<Piece> pieces = assign_pieces(c.items, c.world, c.sizes);
     check_properties(c, pieces);
+    // Any first choice keeps every property (the read engine's homes use their own rank).
+    check_properties(c, assign_pieces(c.items, c.world, c.sizes, static_cast<int>(rng() % c.world)));
     if (::testing::Test::HasFailure()) return;
     // Every rank computes the same answer, whatever order the ranges of an
     // item arrived in and on whichever thread.

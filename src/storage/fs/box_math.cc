@@ -1,6 +1,7 @@
 #include "storage/fs/box_math.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace dcpp::fs_detail {
 namespace {
@@ -62,12 +63,81 @@ std::vector<SubBox> decompose_linear_range(const Shape& shape, uint64_t lo, uint
   return out;
 }
 
+void copy_box_range(const Shape& lengths, uint64_t l0, uint64_t l1, const std::byte* src, int64_t src_origin,
+                    const Shape& src_strides, std::byte* dst, int64_t dst_origin, const Shape& dst_strides,
+                    uint64_t elem) {
+  if (l0 >= l1) return;
+  const int64_t e = static_cast<int64_t>(elem);
+  if (lengths.empty()) {  // a scalar
+    std::memcpy(dst + dst_origin, src + src_origin, elem);
+    return;
+  }
+  // Trailing dims that both sides hold contiguously merge into one row, so
+  // a run of whole rows of a row-major box is one memcpy.
+  size_t nd = lengths.size();
+  const bool contiguous = src_strides[nd - 1] == 1 && dst_strides[nd - 1] == 1;
+  uint64_t row = static_cast<uint64_t>(lengths[nd - 1]);
+  if (contiguous) {
+    while (nd > 1 && src_strides[nd - 2] == static_cast<int64_t>(row) &&
+           dst_strides[nd - 2] == static_cast<int64_t>(row)) {
+      row *= static_cast<uint64_t>(lengths[nd - 2]);
+      --nd;
+    }
+  }
+  // The multi-index of l0 over dims [0, nd - 1) and the position in the row,
+  // on the stack for the usual ranks.
+  constexpr size_t kInline = 8;
+  uint64_t inline_index[kInline];
+  std::vector<uint64_t> heap_index;
+  uint64_t* index = inline_index;
+  if (nd > kInline) {
+    heap_index.resize(nd);
+    index = heap_index.data();
+  }
+  const size_t last = nd - 1;
+  index[last] = l0 % row;
+  uint64_t rest = l0 / row;
+  for (size_t d = last; d-- > 0;) {
+    const uint64_t n = static_cast<uint64_t>(lengths[d]);
+    index[d] = rest % n;
+    rest /= n;
+  }
+  for (uint64_t l = l0; l < l1;) {
+    int64_t s = src_origin, t = dst_origin;
+    for (size_t d = 0; d < last; ++d) {
+      s += static_cast<int64_t>(index[d]) * src_strides[d] * e;
+      t += static_cast<int64_t>(index[d]) * dst_strides[d] * e;
+    }
+    const uint64_t n = std::min(row - index[last], l1 - l);
+    if (contiguous) {
+      s += static_cast<int64_t>(index[last]) * e;
+      t += static_cast<int64_t>(index[last]) * e;
+      std::memcpy(dst + t, src + s, n * elem);
+    } else {
+      const int64_t ss = src_strides[last] * e, ts = dst_strides[last] * e;
+      s += static_cast<int64_t>(index[last]) * ss;
+      t += static_cast<int64_t>(index[last]) * ts;
+      for (uint64_t k = 0; k < n; ++k) {
+        std::memcpy(dst + t + static_cast<int64_t>(k) * ts, src + s + static_cast<int64_t>(k) * ss, elem);
+      }
+    }
+    l += n;
+    index[last] += n;
+    for (size_t d = last; d > 0 && index[d] == (d == last ? row : static_cast<uint64_t>(lengths[d])); --d) {
+      index[d] = 0;
+      ++index[d - 1];
+    }
+  }
+}
+
 BoxInChunk::BoxInChunk(const Shape& chunk_sizes, const Shape& box_offsets, const Shape& box_lengths,
                        uint64_t element_size)
     : offsets_(box_offsets), lengths_(box_lengths), elem_(element_size) {
   const size_t ndim = chunk_sizes.size();
   strides_.assign(ndim, 1);
   for (size_t d = ndim; d-- > 1;) strides_[d - 1] = strides_[d] * chunk_sizes[d];
+  box_strides_.assign(ndim, 1);
+  for (size_t d = ndim; d-- > 1;) box_strides_[d - 1] = box_strides_[d] * box_lengths[d];
   for (int64_t n : lengths_) numel_ *= static_cast<uint64_t>(n);
   uint64_t run_elems = 1;
   if (ndim > 0) {
@@ -110,6 +180,17 @@ std::pair<uint64_t, uint64_t> BoxInChunk::linear_range_in(uint64_t a, uint64_t b
 
 std::vector<std::pair<uint64_t, uint64_t>> BoxInChunk::touched_blocks(uint64_t block_size) const {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  if (numel_ == 0) return ranges;
+  // Consecutive runs start at most one step of the outermost dim apart: when
+  // that step is at most a block, no block between the first and the last
+  // byte is skipped, so there is no need to visit every run (a narrow
+  // column box has one per row).
+  if (!strides_.empty() && static_cast<uint64_t>(strides_[0]) * elem_ <= block_size) {
+    const uint64_t first = base_ * elem_;
+    const uint64_t last = chunk_byte(numel_ - 1) + elem_ - 1;
+    ranges.emplace_back(first / block_size, last / block_size);
+    return ranges;
+  }
   for_each_run([&](uint64_t start, uint64_t length) {
     const uint64_t b0 = start / block_size;
     const uint64_t b1 = (start + length - 1) / block_size;

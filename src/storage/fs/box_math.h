@@ -9,6 +9,7 @@
 // of linear indices splits into at most 2·ndim − 1 rectangular sub-boxes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -29,6 +30,16 @@ struct SubBox {
 // contiguous linear range. Empty when lo >= hi.
 std::vector<SubBox> decompose_linear_range(const Shape& shape, uint64_t lo, uint64_t hi);
 
+// Copies the elements with linear indices [l0, l1) (row-major over
+// `lengths`) of a box from `src` to `dst` without allocating: element i of
+// the box lies at byte origin + Σ index·stride·elem of each side (strides in
+// elements; an origin may be negative when the buffer starts past element
+// 0). Both sides hold the same dtype of `elem` bytes. Each stretch of the
+// innermost dim is one memcpy when both sides are contiguous along it.
+void copy_box_range(const Shape& lengths, uint64_t l0, uint64_t l1, const std::byte* src, int64_t src_origin,
+                    const Shape& src_strides, std::byte* dst, int64_t dst_origin, const Shape& dst_strides,
+                    uint64_t elem);
+
 // A box [box_offsets, box_offsets + box_lengths) of a row-major chunk of
 // `chunk_sizes` with `element_size`-byte elements.
 class BoxInChunk {
@@ -36,6 +47,7 @@ class BoxInChunk {
   BoxInChunk(const Shape& chunk_sizes, const Shape& box_offsets, const Shape& box_lengths, uint64_t element_size);
 
   const Shape& chunk_strides() const { return strides_; }
+  const Shape& box_strides() const { return box_strides_; }  // of the box itself, row-major
   const Shape& box_lengths() const { return lengths_; }
   uint64_t numel() const { return numel_; }
   uint64_t element_size() const { return elem_; }
@@ -58,6 +70,7 @@ class BoxInChunk {
   Shape offsets_;
   Shape lengths_;
   Shape strides_;  // chunk element strides
+  Shape box_strides_;
   uint64_t elem_;
   uint64_t numel_ = 1;
   size_t split_ = 0;       // innermost dim the box covers only partly (runs iterate the dims before it)

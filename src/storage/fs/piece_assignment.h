@@ -1,15 +1,17 @@
 // Piece assignment of the read engine: which rank reads which blocks of
 // which saved item, and which other ranks receive them (read once, deliver
-// everywhere). A pure function of what every rank needs: every rank computes
-// it from the same exchanged needs and gets the same answer, so no further
-// agreement is needed. Nothing here knows files, tensors or communicators.
+// everywhere). A pure function of what the needing ranks need: the read
+// engine runs it on each chunk's home rank for that home's chunks
+// (read_delivery.h), which then tells the owners. Nothing here knows files,
+// tensors or communicators.
 //
 // The rule: the blocks of an item are split into segments with a constant
 // set of needing ranks. A segment only one rank needs is read by that rank,
 // in pieces of at most max_read_bytes. A segment several ranks need is cut
 // into pieces of share_piece_bytes, each given — after the single-needer
 // pieces are counted — to the needing rank with the fewest bytes so far
-// (ties to the lowest rank); the other needers receive it. An item whose
+// (ties to the lowest rank, or the first at or after `first_choice`); the
+// other needers receive it. An item whose
 // blocks cut elements ("not splittable") is one segment from its first to
 // its last needed block, needed by every rank that needs any of it.
 //
@@ -65,6 +67,11 @@ void cut_pieces(size_t item, uint64_t first, uint64_t last, bool splittable, uin
 // The assignment for items in the given order (items[i] gives pieces with
 // item == i). Pieces come item by item; the pieces several ranks share are
 // dealt out in the order they appear. Ranks must lie in [0, world).
-std::vector<Piece> assign_pieces(const std::vector<ItemNeeds>& items, int world, const PieceSizes& sizes);
+// `first_choice`: among needers with equally few bytes, the first at or
+// after this rank (cyclically) gets the piece; 0 gives the lowest rank. The
+// read engine assigns each item on one rank (its "home") with that home's
+// rank here, so that homes starting from zero loads do not all pick rank 0.
+std::vector<Piece> assign_pieces(const std::vector<ItemNeeds>& items, int world, const PieceSizes& sizes,
+                                 int first_choice = 0);
 
 }  // namespace dcpp::fs_detail

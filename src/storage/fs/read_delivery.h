@@ -1,7 +1,9 @@
 // Delivery of the read engine's read-once mode: the byte form of what the
-// ranks exchange (each rank's needs, then per round the packed elements one
-// rank read for another) and the glue between the exchanged needs and the
-// pure piece assignment (piece_assignment.h).
+// ranks exchange (each rank's needs to the chunks' homes, each home's
+// assignment to the owners, then per round the packed elements one rank
+// read for another) and the glue between them and the pure piece
+// assignment (piece_assignment.h). HomeItems keeps pointers into the
+// messages it read: they outlive it.
 //
 // A Round owns the blobs it sends; its deliveries point into them and into
 // the ReadPlan's remote boxes, so the plan outlives its rounds. Packing
@@ -14,7 +16,9 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -28,33 +32,74 @@ namespace dcpp::fs_detail {
 using comm_detail::WireReader;
 using comm_detail::WireWriter;
 
-// What one rank asked for, as exchanged: block ranges of each item and its boxes.
-struct RemoteBoxSpec {
-  int rank = 0;
-  uint64_t target = 0;
-  Shape offsets;
-  Shape lengths;
-};
-struct ItemNeed {
-  std::vector<NeededBlocks> ranges;
-  std::vector<RemoteBoxSpec> boxes;
-};
-// By (key, chunk index): every rank iterates it in the same order.
-using Needs = std::map<std::pair<std::string, size_t>, ItemNeed>;
+// Every saved chunk of the metadata by one number: its tensor's place in
+// key order, then its chunk index. What ranks exchange names items by it
+// (no key strings), and every rank maps it back through its own metadata.
+class ChunkIds {
+ public:
+  explicit ChunkIds(const Metadata& metadata);
+  // The id of chunk `chunk_index` of `key`; throws kInternal when the metadata lacks it.
+  uint64_t id(const std::string& key, size_t chunk_index) const;
+  struct Chunk {
+    const std::string* key;
+    const TensorMeta* tensor;
+    size_t chunk_index;
+  };
+  // The chunk with id `id`; throws kComm when there is none.
+  Chunk chunk(uint64_t id, int from) const;
+  uint64_t size() const { return base_.back(); }
 
-// This rank's needs (blocks and boxes of every item it reads from).
-void write_needs(WireWriter& w, const ReadPlan& plan);
-// Adds rank `from`'s needs to `needs`.
-void read_needs(WireReader& r, int from, Needs& needs);
-// True when some block range of an item is needed by two ranks (a saved
-// item wanted by two ranks may share blocks): only then is there anything
-// to deliver.
-bool any_shared(const Needs& needs);
+ private:
+  std::vector<uint64_t> base_;  // first id of each tensor, in key order, then the total
+  std::vector<std::pair<const std::string*, const TensorMeta*>> tensors_;
+  std::unordered_map<std::string_view, size_t> index_;
+};
 
-// The shared assignment: adds every needed item (from `metadata`) and the
-// other ranks' boxes to `plan`, and sets its pieces.
-void assign_shared(ReadPlan& plan, const Needs& needs, const Metadata& metadata, int rank, int world,
-                   const PieceSizes& sizes);
+// The assignment is spread over the ranks: every item (a chunk id) has a
+// home rank, id mod world, which alone learns who needs it, assigns its
+// pieces (piece_assignment.h, with its own rank as first choice) and tells
+// each owner what it reads and for whom, with its receivers' boxes. So a
+// rank handles its own needs, its home items and its own pieces — never
+// every rank's needs — and each exchange is one all_to_all_v.
+inline int home_of(uint64_t id, int world) { return static_cast<int>(id % static_cast<uint64_t>(world)); }
+
+// Step 1, every rank: its needs (block ranges and boxes of each item it
+// reads from, in id order), one message per home. Sets the items' chunk
+// ids and plan.own_ids.
+void write_needs(std::vector<WireWriter>& to_home, ReadPlan& plan, const ChunkIds& ids);
+
+// Step 2, on a home: the needs it received, and the assignment of its items.
+class HomeItems {
+ public:
+  // Reads rank `from`'s message (in rank order); `blob` must outlive this.
+  void read(WireReader& rd, int from, const Blob& blob);
+  // Assigns the pieces of the items received and writes to each owner its
+  // pieces with its receivers' boxes. Returns whether any piece is shared.
+  bool assign(std::vector<WireWriter>& to_owner, const ChunkIds& ids, int home, int world, uint64_t block_size,
+              const PieceSizes& sizes);
+
+ private:
+  struct Range {
+    uint64_t id;
+    int rank;
+    uint64_t first, last;
+  };
+  struct Boxes {
+    uint64_t id;
+    int rank;
+    const Blob* blob;
+    size_t pos;  // where the boxes start in *blob
+    uint64_t count;
+    uint64_t bytes;
+  };
+  std::vector<Range> ranges_;
+  std::vector<Boxes> boxes_;
+};
+
+// Step 3, every rank: from home `home`'s message, the pieces this rank
+// reads (added to plan.pieces, items added as needed) and the boxes of the
+// ranks it reads them for (added to the items' remote boxes, by rank).
+void read_assignment(WireReader& rd, int home, ReadPlan& plan, const ChunkIds& ids, int rank);
 
 // One packed delivery: the elements [l0, l1) of a remote rank's box that a
 // piece holds, at `pos` of the blob for that rank.
@@ -82,6 +127,7 @@ struct Round {
   Deliveries deliveries;
   std::vector<std::future<void>> reads;
   bool more = false;  // this rank has ops after this round
+  uint64_t pieces = 0;  // deliveries packed for other ranks
 };
 
 // Picks the ops of the next round (at most round_bytes, at least one op

@@ -6,6 +6,7 @@
 #include "storage/fs/read_engine.h"
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -69,34 +70,74 @@ class Reader {
   void run_shared(std::exception_ptr local_error) {
     Communicator& comm = *opts_.comm;
     const int world = comm.size();
+    const int me = comm.rank();
     if (!local_error && !opts_.metadata) {
       local_error = std::make_exception_ptr(
           Error(ErrorCode::kInternal, "read-once delivery needs the checkpoint metadata"));
     }
-
-    // 1. Everyone learns which blocks everyone needs (or that a rank failed).
-    WireWriter w;
-    write_status(w, my_status(local_error));
-    if (!local_error) write_needs(w, plan_);
-    std::vector<Blob> all = comm.all_gather_v(w.take());
-
-    // 2. The same assignment on every rank: item by item in key order.
-    Needs needs;
-    const std::vector<RankFailure> failures =
-        comm_detail::read_statuses(all, [&](WireReader& rd, int r) { read_needs(rd, r, needs); });
-    if (failures.empty() && !local_error) {
+    // Runs a step unless this rank already failed; a throw becomes its failure.
+    auto step = [&](const std::function<void()>& fn) {
+      if (local_error) return;
       try {
-        assign_shared(plan_, needs, *opts_.metadata, engine_.rank(), world,
-                      PieceSizes{plan_.block_size, opts_.max_read_bytes, opts_.share_piece_bytes});
+        fn();
       } catch (...) {
         local_error = std::current_exception();
       }
+    };
+    // One message per rank, opening with this rank's status (alone when it failed).
+    auto messages = [&](std::vector<WireWriter>& bodies, const std::function<void(WireWriter&)>& header) {
+      std::vector<Blob> out(static_cast<size_t>(world));
+      for (size_t r = 0; r < out.size(); ++r) {
+        WireWriter w;
+        write_status(w, my_status(local_error));
+        if (!local_error) {
+          if (header) header(w);
+          std::string body = bodies[r].take();
+          w.bytes(body.data(), body.size());
+        }
+        out[r] = w.take();
+      }
+      return out;
+    };
+
+    // 1. Each rank sends its needs of each item to the item's home.
+    std::optional<ChunkIds> ids;
+    std::vector<WireWriter> to_home(static_cast<size_t>(world));
+    step([&] {
+      ids.emplace(*opts_.metadata);
+      write_needs(to_home, plan_, *ids);
+    });
+    const std::vector<Blob> at_home = comm.all_to_all_v(messages(to_home, nullptr));
+    HomeItems home;
+    std::vector<RankFailure> failures;
+    try {
+      failures = comm_detail::read_statuses(at_home, [&](WireReader& rd, int r) {
+        if (!local_error) home.read(rd, r, at_home[static_cast<size_t>(r)]);
+      });
+    } catch (...) {
+      if (!local_error) local_error = std::current_exception();
     }
     if (!failures.empty() && stop_for_failures(local_error, failures)) return;
 
-    // Every rank takes the same path: the decision depends only on what was
-    // exchanged.
-    if (!any_shared(needs)) {
+    // 2. Each home assigns its items and tells every owner what it reads.
+    std::vector<WireWriter> to_owner(static_cast<size_t>(world));
+    bool shared_here = false;
+    step([&] {
+      shared_here = home.assign(to_owner, *ids, me, world, plan_.block_size,
+                                PieceSizes{plan_.block_size, opts_.max_read_bytes, opts_.share_piece_bytes});
+    });
+    const std::vector<Blob> assigned =
+        comm.all_to_all_v(messages(to_owner, [&](WireWriter& w) { w.u8(shared_here ? 1 : 0); }));
+    bool shared = false;
+    failures = comm_detail::read_statuses(assigned, [&](WireReader& rd, int r) {
+      shared = rd.u8() != 0 || shared;
+      step([&] { read_assignment(rd, r, plan_, *ids, me); });
+    });
+    if (!failures.empty() && stop_for_failures(local_error, failures)) return;
+
+    // Every rank takes the same path: every home told every rank whether
+    // any of its pieces is delivered.
+    if (!shared) {
       read_alone(local_error);
     } else {
       read_in_rounds(local_error);
@@ -152,6 +193,13 @@ class Reader {
           local_error = std::current_exception();
         }
       }
+      if (!local_error) {
+        uint64_t messages = 0;
+        for (int r = 0; r < world; ++r) {
+          messages += r != me && current.out[static_cast<size_t>(r)].size() > kRoundHeaderBytes ? 1 : 0;
+        }
+        engine_.add_exchange(current.pieces, messages);
+      }
       for (int r = 0; r < world; ++r) {
         std::string& blob = current.out[static_cast<size_t>(r)];
         if (local_error) {
@@ -204,6 +252,9 @@ StorageIoStats ReadEngine::stats() const {
   s.bytes_sent = bytes_sent_;
   s.bytes_received = bytes_received_;
   s.io_calls = io_calls_;
+  s.pieces_sent = pieces_sent_;
+  s.messages_sent = messages_sent_;
+  s.exchange_rounds = exchange_rounds_;
   s.direct = direct_used_;
   s.buffered_fallback = fallback_;
   return s;
@@ -211,6 +262,7 @@ StorageIoStats ReadEngine::stats() const {
 
 void ReadEngine::reset_stats() {
   bytes_read_ = bytes_needed_ = bytes_sent_ = bytes_received_ = io_calls_ = 0;
+  pieces_sent_ = messages_sent_ = exchange_rounds_ = 0;
 }
 
 }  // namespace dcpp::fs_detail

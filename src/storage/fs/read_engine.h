@@ -11,12 +11,15 @@
 // into each destination exactly the box elements whose bytes the op holds —
 // so no buffer ever holds more than one op, never a whole chunk.
 //
-// Read once, deliver everywhere (a communicator of more than one rank): the
-// ranks exchange which blocks they need; every rank computes the same
-// assignment of each needed piece to one of the ranks needing it (fewest
-// bytes so far), reads only its own pieces, and sends every other rank that
-// needs a piece exactly the elements of its boxes the piece holds (packed,
-// verified) with all_to_all_v, in rounds of bounded size; the reads of the
+// Read once, deliver everywhere (a communicator of more than one rank): each
+// rank sends what it needs of each saved chunk to the chunk's home rank;
+// each home assigns every needed piece of its chunks to one of the ranks
+// needing it (fewest bytes so far among the home's pieces) and tells each
+// owner its pieces and the boxes of the ranks it reads them for
+// (read_delivery.h: two all_to_all_v, no rank sees every rank's needs);
+// owners read only their pieces and send every other rank that needs a
+// piece exactly the elements of its boxes the piece holds (packed,
+// verified), one message per rank and round, in rounds of bounded size; the reads of the
 // next round are queued behind the current one's, so reading goes on while
 // a round is exchanged and unpacked. Disk traffic is then the union of the
 // needed blocks, whatever the resharding. Failures travel in the exchanges
@@ -113,6 +116,11 @@ class ReadEngine {
   void add_sent(uint64_t n) { bytes_sent_ += n; }
   void add_received(uint64_t n) { bytes_received_ += n; }
   void add_needed(uint64_t n) { bytes_needed_ += n; }
+  void add_exchange(uint64_t pieces, uint64_t messages) {
+    pieces_sent_ += pieces;
+    messages_sent_ += messages;
+    ++exchange_rounds_;
+  }
   uint64_t block_size() const { return block_size_; }
   int rank() const { return rank_; }
   const std::string& directory() const { return directory_; }
@@ -125,6 +133,7 @@ class ReadEngine {
   std::mutex mutex_;
   std::map<std::string, Handles> files_;
   std::atomic<uint64_t> bytes_read_{0}, bytes_needed_{0}, bytes_sent_{0}, bytes_received_{0}, io_calls_{0};
+  std::atomic<uint64_t> pieces_sent_{0}, messages_sent_{0}, exchange_rounds_{0};
   std::atomic<bool> direct_used_{false}, fallback_{false};
 };
 

@@ -17,6 +17,15 @@ void apply(const ReadPlan& plan, size_t item, uint64_t a, uint64_t b, const std:
     const Target& target = plan.targets[t];
     const auto [l0, l1] = target.geom.linear_range_in(a, b);
     if (l0 >= l1) continue;
+    const Tensor& dest = target.read->dest;
+    if (dest.dtype() == target.read->dtype && dest.device() == Device::kCpu) {
+      copy_box_range(target.geom.box_lengths(), l0, l1, data,
+                     static_cast<int64_t>(target.geom.chunk_byte(0)) - static_cast<int64_t>(a),
+                     target.geom.chunk_strides(), static_cast<std::byte*>(dest.data_ptr()), 0, dest.strides(),
+                     target.geom.element_size());
+      continue;
+    }
+    // Another dtype: converted by the tensor copy.
     for (const SubBox& sub : decompose_linear_range(target.geom.box_lengths(), l0, l1)) {
       const std::byte* src = data + (target.geom.chunk_byte(sub.linear_begin) - a);
       Tensor from = Tensor::from_blob(const_cast<std::byte*>(src), sub.lengths, target.read->dtype,

@@ -29,7 +29,7 @@ BlockRanges merge_ranges(BlockRanges r) {
 }
 
 size_t ReadPlan::item_index(const std::string& key, size_t chunk_index, const StorageLocation* loc, DType dtype) {
-  auto [it, fresh] = item_ids_.try_emplace({key, chunk_index}, items.size());
+  auto [it, fresh] = item_ids_.try_emplace({std::string_view(key), chunk_index}, items.size());
   if (fresh) {
     Item item;
     item.key = key;

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -29,12 +31,14 @@ BlockRanges merge_ranges(BlockRanges ranges);
 struct Item {
   std::string key;
   size_t chunk_index = 0;
+  uint64_t chunk_id = 0;  // read-once delivery: its id among the metadata's chunks
   const StorageLocation* loc = nullptr;
   DType dtype = DType::kFloat32;
   bool splittable = true;       // block boundaries fall on element boundaries
   std::vector<size_t> targets;  // this rank's boxes of it
   BlockRanges needed;           // this rank's merged block ranges
-  // Other ranks' boxes of it (read-once delivery): what an owner packs for them.
+  // Other ranks' boxes of it (read-once delivery): what an owner packs for
+  // them; only on the rank that reads a piece of it for them, by rank.
   struct RemoteBox {
     int rank;
     uint64_t target;  // index into that rank's own target list
@@ -60,7 +64,8 @@ struct Op {
 struct ReadPlan {
   explicit ReadPlan(uint64_t block_size) : block_size(block_size) {}
 
-  // The index of (key, chunk_index) in `items`, added if new.
+  // The index of (key, chunk_index) in `items`, added if new. `key` must
+  // outlive the plan (a BoxRead's or the metadata's): the index views it.
   size_t item_index(const std::string& key, size_t chunk_index, const StorageLocation* loc, DType dtype);
   // Adds this rank's boxes (empty ones skipped) and the blocks they touch;
   // returns the box bytes they want.
@@ -78,9 +83,16 @@ struct ReadPlan {
   std::vector<Item> items;
   std::vector<Target> targets;
   std::vector<Piece> pieces;
+  // Read-once delivery: (chunk id, item) of this rank's own items, by id.
+  std::vector<std::pair<uint64_t, size_t>> own_ids;
 
  private:
-  std::map<std::pair<std::string, size_t>, size_t> item_ids_;
+  struct IdHash {
+    size_t operator()(const std::pair<std::string_view, size_t>& k) const {
+      return std::hash<std::string_view>()(k.first) ^ (k.second * 0x9E3779B97F4A7C15ull);
+    }
+  };
+  std::unordered_map<std::pair<std::string_view, size_t>, size_t, IdHash> item_ids_;
 };
 
 }  // namespace dcpp::fs_detail
