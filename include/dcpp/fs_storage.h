@@ -146,6 +146,11 @@ class FileSystemWriter final : public StorageWriter {
   bool is_coordinator_ = true;
   bool wrote_data_file_ = false;
   bool prepared_ = false;
+  // The store has no atomic rename: per-save object names, the metadata
+  // object as the commit (src/storage/fs/object_commit.h).
+  bool object_commit_ = false;
+  bool exclusive_commit_ = false;
+  std::string data_file_;  // this rank's data file name in this save
   StorageIoStats stats_;
 };
 
