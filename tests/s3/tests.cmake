@@ -3,7 +3,8 @@
 # S3-compatible server on the loopback, which the ctest fixture "s3_server"
 # starts at a free port (s3_server.py, with the venv of scripts/s3-venv.sh)
 # and stops: test_s3_server (S3FileSystem, save/load and the commit without
-# rename, the conformance suite with the "s3" backend, on thread ranks) and
+# rename, faults injected by fault_proxy.py, the conformance suite with the
+# "s3" backend, on thread ranks) and
 # test_s3_server_mpi (the conformance suite under mpirun). Without the venv
 # the fixture records why, and every server test skips saying so.
 set(DCPP_S3_VENV "$ENV{HOME}/.cache/dcpp/s3-venv" CACHE PATH "The venv with moto and boto3 (scripts/s3-venv.sh)")
@@ -30,6 +31,7 @@ set(s3_support_srcs ${s3_dir}/s3_env.cc ${s3_dir}/s3_backend.cc ${conformance_di
     ${conformance_dir}/conformance_cases.cc)
 add_executable(test_s3_server ${s3_server_srcs} ${s3_support_srcs} ${conformance_dir}/conformance_test.cc)
 target_link_libraries(test_s3_server PRIVATE dcpp_test_support GTest::gtest_main)
+target_compile_definitions(test_s3_server PRIVATE DCPP_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 gtest_discover_tests(test_s3_server DISCOVERY_TIMEOUT 60 TEST_PREFIX s3_
                      PROPERTIES TIMEOUT 300 FIXTURES_REQUIRED s3_server ENVIRONMENT DCPP_S3_TEST_STATE=${s3_state}
                      WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
