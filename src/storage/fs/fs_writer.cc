@@ -12,6 +12,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/s3_file_system.h"
 #include "io/thread_pool.h"
 #include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
@@ -91,7 +92,7 @@ FileSystemWriter::FileSystemWriter(std::string path, FileSystemWriterOptions opt
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   if (path_.empty()) throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: empty checkpoint path");
   if (options_.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: block_size must be > 0");
-  fs_ = options_.filesystem ? options_.filesystem : default_file_system();
+  fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(path_);
   // Without rename there is no staging directory: objects go straight under
   // the checkpoint's prefix, named per save.
   object_commit_ = !fs_->atomic_rename();
