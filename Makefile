@@ -36,7 +36,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stack
           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/reliability/lsan.supp:print_suppressions=0
 
 .PHONY: all deps configure build demo test test-release python-venv s3-venv python-package test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
-        bench-peers clean interop
+        bench-peers bench-s3 clean interop
 
 all: build
 
@@ -106,6 +106,13 @@ BENCH_ARGS ?=
 bench: build
 	@$(BUILD)/dcpp bench $(BENCH_ARGS)
 	@$(BUILD)/bench/planning_bench
+
+# `make bench-s3`: `dcpp bench --dir s3://...` against moto's server on the
+# loopback, beside boto3's transfer manager on the same bytes (S3_BENCH_ARGS
+# passes options; the default moves 256 MiB: moto keeps objects in memory).
+S3_BENCH_ARGS ?= --ranks 2 --layers 4 --hidden 2048 --runs 3
+bench-s3: s3-venv build
+	@bash bench/s3_bench.sh $(BUILD)/dcpp $(S3_VENV) $(S3_BENCH_ARGS)
 
 # `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
 # disk, with a dcpp run before and after each peer group; prints dcpp's ratio
