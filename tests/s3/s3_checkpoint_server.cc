@@ -7,6 +7,8 @@
 // the random tensors saved, compared byte for byte.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -161,6 +163,48 @@ TEST(S3Checkpoint, CrashedSaveLeftoversAreListedAndCleanedUp) {
   manager.load(100, target);
   EXPECT_TRUE(same_bytes(target.at("w").as<Tensor>(), a));
 }
+
+#ifdef DCPP_CLI_PATH
+// The command's exit code and output.
+std::pair<int, std::string> run_cli(const std::string& args) {
+  FILE* p = popen((std::string(DCPP_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// dcpp inspect, verify and ls on s3:// paths, a crashed save's leftover listed.
+TEST(S3Checkpoint, CommandOnS3Paths) {
+  DCPP_REQUIRE_S3();
+  point_environment_at_server();
+  const std::string root = unique_prefix("cli");
+  const Tensor a = random_tensor({40, 30}, 7);
+  save(StateDict{{"w", a}, {"step", int64_t{5}}}, root + "/step-000005");
+  auto [rc, out] = run_cli("inspect " + root + "/step-000005");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("[40, 30]"), std::string::npos) << out;
+  std::tie(rc, out) = run_cli("verify " + root + "/step-000005");
+  EXPECT_EQ(rc, 0) << out;
+  auto fs = s3_test_file_system();
+  const std::string stray = fs_detail::per_save_data_file_name(1, 0xfedcba9876543210ULL);
+  {
+    auto out = fs->open_write(root + "/step-000005/" + stray);
+    out->write_all("x", 1, 0);
+    out->close();
+  }
+  std::tie(rc, out) = run_cli("ls " + root);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("step-000005/" + stray), std::string::npos) << "lists the leftover: " << out;
+  // verify reports an object the metadata does not name as a problem.
+  std::tie(rc, out) = run_cli("verify " + root + "/step-000005");
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find(stray), std::string::npos) << out;
+  std::tie(rc, out) = run_cli("inspect " + root + "/step-000009");
+  EXPECT_EQ(rc, 3) << out;
+}
+#endif
 
 }  // namespace
 }  // namespace dcpp::testing

@@ -20,6 +20,7 @@
 
 #include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
+#include "s3/s3_client.h"
 #include "s3/s3_env.h"
 #include "support/distributed.h"
 
@@ -130,6 +131,15 @@ std::pair<Tensor, int64_t> load_on_ranks(const std::string& path, const FileSyst
   return {out, step};
 }
 
+// Multipart uploads still open under `path` (a failed save aborts its own).
+size_t open_uploads(const std::string& path) {
+  const s3::ObjectName obj = s3::parse_s3_path(path);
+  s3::Client client(s3_test_options());
+  s3::Request r("GET", s3::ObjectName{obj.bucket, ""});
+  r.query = {{"uploads", ""}, {"prefix", obj.key + "/"}};
+  return s3::xml_values(client.send(r).body, "UploadId").size();
+}
+
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()) == 0;
 }
@@ -181,6 +191,7 @@ TEST_P(S3Faults, OldOrNewCheckpointNeverAMixture) {
       EXPECT_NE(error.find(word), std::string::npos) << "the error names " << word << ": " << error;
     }
   }
+  EXPECT_EQ(open_uploads(path), 0u) << "multipart uploads left open";
   const Tensor& expected = saved ? b : a;
   const int64_t expected_step = saved ? 2 : 1;
   auto [direct, step] = load_on_ranks(path, s3_test_file_system());

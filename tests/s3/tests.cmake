@@ -32,6 +32,10 @@ set(s3_support_srcs ${s3_dir}/s3_env.cc ${s3_dir}/s3_backend.cc ${conformance_di
 add_executable(test_s3_server ${s3_server_srcs} ${s3_support_srcs} ${conformance_dir}/conformance_test.cc)
 target_link_libraries(test_s3_server PRIVATE dcpp_test_support GTest::gtest_main)
 target_compile_definitions(test_s3_server PRIVATE DCPP_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+if(TARGET dcpp_cli)
+  target_compile_definitions(test_s3_server PRIVATE DCPP_CLI_PATH="$<TARGET_FILE:dcpp_cli>")
+  add_dependencies(test_s3_server dcpp_cli)
+endif()
 gtest_discover_tests(test_s3_server DISCOVERY_TIMEOUT 60 TEST_PREFIX s3_
                      PROPERTIES TIMEOUT 300 FIXTURES_REQUIRED s3_server ENVIRONMENT DCPP_S3_TEST_STATE=${s3_state}
                      WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
