@@ -47,10 +47,12 @@ struct S3Options {
   enum class Addressing { kAuto, kPath, kVirtualHost };
   Addressing addressing = Addressing::kAuto;
   // Multipart uploads: bytes per part (S3 requires at least 5 MiB for every
-  // part but the last) and parts uploaded at once per file.
+  // part but the last) and parts uploaded at once per file
+  // (DCPP_S3_PART_SIZE, DCPP_S3_UPLOAD_CONCURRENCY override them).
   uint64_t part_size = 16 << 20;
   size_t upload_concurrency = 8;
-  // Content-MD5 on every PUT of data: the store checks the bytes it received.
+  // Content-MD5 on every PUT of data: the store checks the bytes it received
+  // (DCPP_S3_CONTENT_MD5=0 turns it off).
   bool content_md5 = true;
   // Retries of a failed request (5xx, dropped connection, stall) with
   // exponential backoff from retry_base_ms, doubling, at most retry_max_ms.

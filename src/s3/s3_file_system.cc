@@ -34,6 +34,11 @@ S3Options s3_options_from_environment(S3Options o) {
     o.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
     if (o.session_token.empty()) o.session_token = env("AWS_SESSION_TOKEN");
   }
+  if (const std::string v = env("DCPP_S3_PART_SIZE"); !v.empty()) o.part_size = std::strtoull(v.c_str(), nullptr, 10);
+  if (const std::string v = env("DCPP_S3_UPLOAD_CONCURRENCY"); !v.empty()) {
+    o.upload_concurrency = static_cast<size_t>(std::strtoull(v.c_str(), nullptr, 10));
+  }
+  if (env("DCPP_S3_CONTENT_MD5") == "0") o.content_md5 = false;
   const std::string addressing = env("DCPP_S3_ADDRESSING");
   if (addressing == "path") o.addressing = S3Options::Addressing::kPath;
   if (addressing == "virtual") o.addressing = S3Options::Addressing::kVirtualHost;
