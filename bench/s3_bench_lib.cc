@@ -106,8 +106,9 @@ int run_s3_bench_command(const BenchOptions& o) {
 
   std::printf("dcpp bench (S3): %d thread ranks, %d layers of [%lld, %lld] fp32 = %.1f MiB, %d runs\n", n, o.layers,
               static_cast<long long>(rows), static_cast<long long>(cols), total / 1048576.0, o.runs);
-  std::printf("endpoint %s, checkpoint under %s, part %llu MiB, %zu uploads in flight per file\n", s3.endpoint.c_str(),
-              dir.c_str(), static_cast<unsigned long long>(s3.part_size >> 20), s3.upload_concurrency);
+  std::printf("endpoint %s, checkpoint under %s, part %llu MiB, %zu uploads in flight per file, Content-MD5 %s\n",
+              s3.endpoint.c_str(), dir.c_str(), static_cast<unsigned long long>(s3.part_size >> 20),
+              s3.upload_concurrency, s3.content_md5 ? "on" : "off");
   std::vector<double> save_s, load_s, raw_put_s, raw_get_s, boto_up_s, boto_down_s;
   std::string boto_error;
   bool wrong = false;
