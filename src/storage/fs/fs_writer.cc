@@ -97,6 +97,7 @@ FileSystemWriter::FileSystemWriter(std::string path, FileSystemWriterOptions opt
   // the checkpoint's prefix, named per save.
   object_commit_ = !fs_->atomic_rename();
   staging_ = object_commit_ ? path_ : staging_path(path_);
+  set_up(0, 1, true);
 }
 
 FileSystemWriter::~FileSystemWriter() = default;
