@@ -19,6 +19,9 @@ CMAKE_FLAGS ?=
 # outside the repository); `make test` creates it, and every configure that
 # finds it builds the module too.
 PY_VENV ?= $(HOME)/.cache/dcpp/py-venv
+# The S3 tests' server (moto) and boto3 (scripts/s3-venv.sh, outside the
+# repository); `make test` creates it, the tests skip visibly without it.
+S3_VENV ?= $(HOME)/.cache/dcpp/s3-venv
 PYTHON_FLAGS = $(if $(wildcard $(PY_VENV)/bin/python),-DDCPP_BUILD_PYTHON=ON -DPython_EXECUTABLE=$(PY_VENV)/bin/python,-DDCPP_BUILD_PYTHON=OFF)
 # Seconds of fuzzing per target: make fuzz, and make fuzz-smoke (part of make test).
 FUZZ_SECONDS ?= 300
@@ -32,8 +35,8 @@ ASAN_KILL_TRIALS ?= 12
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/reliability/lsan.supp:print_suppressions=0
 
-.PHONY: all deps configure build demo test test-release python-venv python-package test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
-        bench-peers clean interop
+.PHONY: all deps configure build demo test test-release python-venv s3-venv python-package test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
+        bench-peers bench-s3 clean interop
 
 all: build
 
@@ -41,7 +44,7 @@ deps:
 	@bash scripts/install-deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(PYTHON_FLAGS) $(CMAKE_FLAGS) > /dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(PYTHON_FLAGS) -DDCPP_S3_VENV=$(S3_VENV) $(CMAKE_FLAGS) > /dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -56,6 +59,9 @@ test: test-release test-asan fuzz-smoke
 python-venv:
 	@bash scripts/python-venv.sh $(PY_VENV)
 
+s3-venv:
+	@bash scripts/s3-venv.sh $(S3_VENV)
+
 # `pip install .` (scikit-build-core) into the bindings venv, then the binding
 # tests against the installed package instead of the build tree.
 python-package: python-venv build
@@ -65,12 +71,12 @@ python-package: python-venv build
 	  DCPP_DUMP_DIR=$(CURDIR)/$(BUILD)/tests/storage_independent_reader \
 	  $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/python/tests
 
-test-release: python-venv build
+test-release: python-venv s3-venv build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: deps
+test-asan: deps s3-venv
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O1 -DDCPP_SANITIZE=ON \
-	  -DDCPP_BUILD_BENCH=OFF $(CMAKE_FLAGS) > /dev/null
+	  -DDCPP_BUILD_BENCH=OFF -DDCPP_S3_VENV=$(S3_VENV) $(CMAKE_FLAGS) > /dev/null
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 	@cd $(BUILD_ASAN) && $(SAN_ENV) DCPP_KILL_TRIALS=$(ASAN_KILL_TRIALS) ctest --output-on-failure -j $(JOBS)
 
@@ -100,6 +106,13 @@ BENCH_ARGS ?=
 bench: build
 	@$(BUILD)/dcpp bench $(BENCH_ARGS)
 	@$(BUILD)/bench/planning_bench
+
+# `make bench-s3`: `dcpp bench --dir s3://...` against moto's server on the
+# loopback, beside boto3's transfer manager on the same bytes (S3_BENCH_ARGS
+# passes options; the default moves 256 MiB: moto keeps objects in memory).
+S3_BENCH_ARGS ?= --ranks 2 --layers 4 --hidden 2048 --runs 3
+bench-s3: s3-venv build
+	@bash bench/s3_bench.sh $(BUILD)/dcpp $(S3_VENV) $(S3_BENCH_ARGS)
 
 # `make bench-peers`: PyTorch DCP and safetensors on the same shapes, ranks and
 # disk, with a dcpp run before and after each peer group; prints dcpp's ratio

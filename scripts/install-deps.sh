@@ -7,7 +7,7 @@ packages=(
   cmake g++ make pkg-config ccache
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
-  libxxhash-dev libsimdjson-dev libfmt-dev libcli11-dev libdlpack-dev
+  libxxhash-dev libsimdjson-dev libcurl4-openssl-dev libssl-dev libfmt-dev libcli11-dev libdlpack-dev
   python3 python3-numpy
   clang-14 libclang-rt-14-dev
 )

@@ -50,7 +50,7 @@ struct RetentionPolicy {
 };
 
 struct CheckpointManagerOptions {
-  FileSystemPtr filesystem;  // null = default_file_system()
+  FileSystemPtr filesystem;  // null = file_system_for_path(root): S3 for s3://, else default_file_system()
   RetentionPolicy retention;
   // Refuse a save when FileSystem::free_space(root) is below the byte count
   // of the latest complete step (its data plus its metadata file).

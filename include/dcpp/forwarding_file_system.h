@@ -43,6 +43,7 @@ class ForwardingFileSystem : public FileSystem {
   uint64_t file_size(const std::string& path) override { return target_->file_size(path); }
   void fsync_dir(const std::string& path) override { target_->fsync_dir(path); }
   uint64_t free_space(const std::string& path) override { return target_->free_space(path); }
+  bool atomic_rename() const override { return target_->atomic_rename(); }
 
   FileSystem& target() const { return *target_; }
   const FileSystemPtr& target_ptr() const { return target_; }

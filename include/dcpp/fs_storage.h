@@ -6,8 +6,10 @@
 // metadata file ("dcpp.metadata") written last, atomically; its presence
 // means the checkpoint is complete. A save writes into a staging directory
 // beside the target and swaps it in at commit, so the target path always
-// holds the old complete checkpoint or the new one. docs/format.md describes
-// every byte.
+// holds the old complete checkpoint or the new one; on a store without
+// rename (FileSystem::atomic_rename() false: S3) data objects are named per
+// save and the metadata object written last is the commit. docs/format.md
+// describes every byte and both commit protocols.
 //
 // Ownership: writers and readers hold a shared_ptr to their FileSystem (the
 // injected seam, PosixFileSystem by default). Thread-safety: one writer or
@@ -153,6 +155,11 @@ class FileSystemWriter final : public StorageWriter {
   bool is_coordinator_ = true;
   bool wrote_data_file_ = false;
   bool prepared_ = false;
+  // The store has no atomic rename: per-save object names, the metadata
+  // object as the commit (src/storage/fs/object_commit.h).
+  bool object_commit_ = false;
+  bool exclusive_commit_ = false;
+  std::string data_file_;  // this rank's data file name in this save
   StorageIoStats stats_;
 };
 

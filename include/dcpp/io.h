@@ -147,6 +147,11 @@ class FileSystem {
   virtual void fsync_dir(const std::string& path) = 0;
   // Bytes available to an unprivileged user on the file system holding path (statvfs).
   virtual uint64_t free_space(const std::string& path) = 0;
+  // Whether rename and rename_exchange are atomic name changes (a POSIX file
+  // system). An object store answers false: it has no rename, only copies,
+  // so the native writer names its objects per save and commits by writing
+  // the metadata object last (docs/design.md, "Commit without rename").
+  virtual bool atomic_rename() const { return true; }
 
   // ---- helpers built on the primitives (not virtual: faults hit the primitives) ----
   bool exists(const std::string& path) { return file_type(path) != FileType::kNone; }

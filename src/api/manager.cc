@@ -13,7 +13,9 @@
 
 #include "comm/rank_status.h"
 #include "dcpp/error.h"
+#include "dcpp/s3_file_system.h"
 #include "io/paths.h"
+#include "storage/fs/object_commit.h"
 
 namespace dcpp {
 namespace {
@@ -158,7 +160,7 @@ CheckpointManager::CheckpointManager(std::string root, CheckpointManagerOptions 
   while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
   if (root_.empty()) throw Error(ErrorCode::kInvalidArgument, "CheckpointManager: empty root path");
   if (options_.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "CheckpointManager: block_size must be > 0");
-  fs_ = options_.filesystem ? options_.filesystem : default_file_system();
+  fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(root_);
 }
 
 std::string CheckpointManager::step_path(int64_t step) const { return join(root_, step_dir_name(step)); }
@@ -382,6 +384,14 @@ CleanupReport CheckpointManager::cleanup() {
             changed = true;
           } else if (state == CheckpointState::kForeign) {
             report.skipped.push_back(p);
+          } else if (state == CheckpointState::kComplete && !fs.atomic_rename()) {
+            // On a store without rename a crashed save leaves its data
+            // objects beside the complete checkpoint (object_commit.h).
+            for (const std::string& leftover : fs_detail::unreferenced_data_files(fs, p)) {
+              fs.remove(join(p, leftover));
+              report.removed.push_back(join(p, leftover));
+              changed = true;
+            }
           }
         } else if (hidden_step_name(name, kStagingSuffix)) {
           // A staging directory outlives only a crashed save: the step it

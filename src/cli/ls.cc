@@ -5,6 +5,8 @@
 #include "dcpp/checkpoint_manager.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "dcpp/s3_file_system.h"
+#include "storage/fs/object_commit.h"
 
 namespace dcpp::cli {
 namespace {
@@ -27,7 +29,8 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 }  // namespace
 
 int run_ls(const LsArgs& args) {
-  FileSystem& fs = *default_file_system();
+  const FileSystemPtr fs_holder = file_system_for_path(args.root);
+  FileSystem& fs = *fs_holder;
   std::string root = args.root;
   while (root.size() > 1 && root.back() == '/') root.pop_back();
   const FileType type = fs.file_type(root);
@@ -53,6 +56,16 @@ int run_ls(const LsArgs& args) {
   for (const std::string& name : fs.list_dir(root)) {
     if (!name.empty() && name[0] == '.' && (ends_with(name, ".dcpp-staging") || ends_with(name, ".dcpp-old"))) {
       staging.push_back(name);
+    }
+  }
+  // On a store without rename, a crashed save leaves data objects beside a
+  // complete step (src/storage/fs/object_commit.h).
+  if (!fs.atomic_rename()) {
+    for (const StepInfo& s : steps) {
+      if (!s.complete()) continue;
+      for (const std::string& name : fs_detail::unreferenced_data_files(fs, s.path)) {
+        staging.push_back(step_dir_name(s.step) + "/" + name);
+      }
     }
   }
   std::optional<int64_t> latest;

@@ -6,7 +6,9 @@
 #include <string>
 
 #include "checkpoint_bench.h"
+#include "s3_bench.h"
 #include "cli/cli.h"
+#include "dcpp/s3_file_system.h"
 
 #ifndef DCPP_VERSION
 #define DCPP_VERSION "unknown"
@@ -96,7 +98,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{8}, int64_t{1} << 20));
   bench->add_flag("--optimizer", bench_args.optimizer, "Add AdamW state (exp_avg, exp_avg_sq in fp32) per weight");
-  bench->add_option("--dir", bench_args.dir, "Directory for the files (default ./dcpp-bench-data); removed afterwards");
+  bench->add_option("--dir", bench_args.dir,
+                    "Directory for the files (default ./dcpp-bench-data); removed afterwards. s3://bucket/prefix: "
+                    "the S3 benchmark against dcpp's raw client and boto3 (endpoint and keys from AWS_*)");
   bench->add_option("--runs", bench_args.runs, "Runs per figure; each figure is their median")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
@@ -157,6 +161,7 @@ int main(int argc, char** argv) {
       bench_args.reshard = !bench_no_reshard;
       bench_args.async = !bench_no_async;
       for (int i = 0; i < argc; ++i) bench_args.command += (i ? " " : "") + std::string(argv[i]);
+      if (dcpp::is_s3_path(bench_args.dir)) return dcpp::bench::run_s3_bench_command(bench_args);
       return bench_args.scale ? dcpp::bench::run_scale_command(bench_args)
                               : dcpp::bench::run_bench_command(bench_args);
     }

@@ -69,6 +69,9 @@ struct BackendCapabilities {
   // The writer takes a FileSystem, so a save can be failed inside a write.
   bool injectable_file_system = true;
   std::string file_system_reason;
+  // Non-empty: the storage cannot be reached here (no server); every case
+  // skips with this reason.
+  std::string unavailable;
 };
 
 // The suite names checkpoints by local paths in a temporary directory it
@@ -92,6 +95,10 @@ struct StorageBackend {
   // The names a directory holds (what a save left beside its checkpoint).
   // Null: the local directory's entries.
   std::function<std::set<std::string>(const std::string& dir)> list_dir;
+  // Runs `edit` on a local copy of the stored file `path` (a StoredItem's
+  // path) and stores the result back (damage to an object in a store).
+  // Null: `edit` runs on `path` itself.
+  std::function<void(const std::string& path, const std::function<void(const std::string& local)>& edit)> edit_file;
 };
 
 void PrintTo(const StorageBackend& backend, std::ostream* os);

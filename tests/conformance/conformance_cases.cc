@@ -505,20 +505,28 @@ StoredItem pick_victim(const std::vector<StoredItem>& items) {
   return *victim;
 }
 
-void damage_file(const StoredItem& item, Damage damage) {
+void damage_local_file(const StoredItem& item, const std::string& path, Damage damage) {
   const uint64_t at = item.data_offset + item.data_length / 2;
   if (damage == Damage::kTruncate) {
-    std::filesystem::resize_file(item.path, at);
+    std::filesystem::resize_file(path, at);
     return;
   }
-  std::fstream f(item.path, std::ios::in | std::ios::out | std::ios::binary);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   char c = 0;
   f.seekg(static_cast<std::streamoff>(at));
   f.read(&c, 1);
   c = static_cast<char>(c ^ 0x20);
   f.seekp(static_cast<std::streamoff>(at));
   f.write(&c, 1);
-  if (!f) throw std::runtime_error("cannot flip byte " + std::to_string(at) + " of " + item.path);
+  if (!f) throw std::runtime_error("cannot flip byte " + std::to_string(at) + " of " + path);
+}
+
+void damage_file(const StorageBackend& backend, const StoredItem& item, Damage damage) {
+  if (!backend.edit_file) {
+    damage_local_file(item, item.path, damage);
+    return;
+  }
+  backend.edit_file(item.path, [&](const std::string& local) { damage_local_file(item, local, damage); });
 }
 
 // Whether `message` names a byte offset inside the item.
@@ -543,7 +551,7 @@ void case_damaged_item(const StorageBackend& backend, const CommPtr& comm, const
   comm->barrier();
   const StoredItem victim = pick_victim(locate_items(backend, checkpoint_path(dir)));
   comm->barrier();  // every rank has read the intact metadata
-  if (comm->rank() == 0) damage_file(victim, damage);
+  if (comm->rank() == 0) damage_file(backend, victim, damage);
   comm->barrier();
 
   StateDict target = state_of(entries, mesh, Side::kLoad);

@@ -48,8 +48,14 @@ void run_case(const StorageBackend& backend, Case fn, Args... args) {
 
 // ---- per backend ----
 
+// A backend whose storage cannot be reached here skips every case, saying why.
+void skip_if_unavailable(const StorageBackend& backend) {
+  if (!backend.caps.unavailable.empty()) GTEST_SKIP() << backend.name << ": " << backend.caps.unavailable;
+}
+
 class conformance_Backend : public ::testing::TestWithParam<StorageBackend> {
  protected:
+  void SetUp() override { skip_if_unavailable(GetParam()); }
   const StorageBackend& backend() const { return GetParam(); }
 };
 
@@ -111,7 +117,10 @@ INSTANTIATE_TEST_SUITE_P(, conformance_Overwrite, ::testing::ValuesIn(registered
 
 // ---- per backend and dtype ----
 
-class conformance_DType : public ::testing::TestWithParam<std::tuple<StorageBackend, DType>> {};
+class conformance_DType : public ::testing::TestWithParam<std::tuple<StorageBackend, DType>> {
+ protected:
+  void SetUp() override { skip_if_unavailable(std::get<0>(GetParam())); }
+};
 
 TEST_P(conformance_DType, RoundTrip) {
   const auto& [backend, dtype] = GetParam();
@@ -128,7 +137,10 @@ INSTANTIATE_TEST_SUITE_P(, conformance_DType,
 
 // ---- per backend and value kind ----
 
-class conformance_Values : public ::testing::TestWithParam<std::tuple<StorageBackend, ValueKind>> {};
+class conformance_Values : public ::testing::TestWithParam<std::tuple<StorageBackend, ValueKind>> {
+ protected:
+  void SetUp() override { skip_if_unavailable(std::get<0>(GetParam())); }
+};
 
 TEST_P(conformance_Values, RoundTrip) {
   const auto& [backend, kind] = GetParam();

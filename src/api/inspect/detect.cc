@@ -8,6 +8,7 @@
 #include "dcpp/checkpoint_manager.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "dcpp/s3_file_system.h"
 #include "dcpp/safetensors_storage.h"
 #include "dcpp/torch_dcp_storage.h"
 
@@ -39,7 +40,8 @@ std::string known_formats() {
 }  // namespace
 
 Detection detect_checkpoint(const std::string& input) {
-  FileSystem& fs = *default_file_system();
+  const FileSystemPtr fs_holder = file_system_for_path(input);
+    FileSystem& fs = *fs_holder;
   Detection d;
   d.path = input;
   while (d.path.size() > 1 && d.path.back() == '/') d.path.pop_back();

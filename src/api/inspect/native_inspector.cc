@@ -11,6 +11,7 @@
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "dcpp/s3_file_system.h"
 
 namespace dcpp {
 namespace {
@@ -49,7 +50,8 @@ class NativeInspector final : public FormatInspector {
   bool checksummed() const override { return true; }
 
   ProbeResult probe(const std::string& path, std::string& why) const override {
-    FileSystem& fs = *default_file_system();
+    const FileSystemPtr fs_holder = file_system_for_path(path);
+    FileSystem& fs = *fs_holder;
     switch (checkpoint_state(fs, path)) {
       case CheckpointState::kComplete: return ProbeResult::kComplete;
       case CheckpointState::kIncomplete:
@@ -60,7 +62,8 @@ class NativeInspector final : public FormatInspector {
   }
 
   CheckpointSummary summarize(const std::string& path, bool complete) const override {
-    FileSystem& fs = *default_file_system();
+    const FileSystemPtr fs_holder = file_system_for_path(path);
+    FileSystem& fs = *fs_holder;
     CheckpointSummary s;
     s.path = path;
     s.format = name();
@@ -82,11 +85,12 @@ class NativeInspector final : public FormatInspector {
   }
 
   std::optional<std::string> metadata_json(const std::string& path) const override {
-    return metadata_to_json(read_fs_metadata(*default_file_system(), path), true);
+    return metadata_to_json(read_fs_metadata(*file_system_for_path(path), path), true);
   }
 
   VerifyTotals verify(const std::string& path, bool complete, VerifyReporter& rep) const override {
-    FileSystem& fs = *default_file_system();
+    const FileSystemPtr fs_holder = file_system_for_path(path);
+    FileSystem& fs = *fs_holder;
     VerifyTotals totals;
     const std::string meta_path = join(path, kMetaName);
     if (!complete) {

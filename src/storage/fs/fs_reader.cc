@@ -10,6 +10,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/s3_file_system.h"
 #include "storage/fs/block_reader.h"
 #include "storage/fs/fs_common.h"
 #include "storage/fs/read_engine.h"
@@ -51,7 +52,7 @@ Metadata read_fs_metadata(FileSystem& fs, const std::string& path) {
 
 FileSystemReader::FileSystemReader(std::string path, FileSystemReaderOptions options)
     : path_(std::move(path)), options_(std::move(options)) {
-  fs_ = options_.filesystem ? options_.filesystem : default_file_system();
+  fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(path_);
 }
 
 FileSystemReader::~FileSystemReader() = default;

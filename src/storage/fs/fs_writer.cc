@@ -1,5 +1,7 @@
 // FileSystemWriter: data files into a staging directory, metadata last,
-// then an atomic swap into place (docs/format.md, "Commit protocol").
+// then an atomic swap into place (docs/format.md, "Commit protocol"); on a
+// store without rename, per-save object names and the metadata object as
+// the commit (object_commit.h).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -10,9 +12,11 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/s3_file_system.h"
 #include "io/thread_pool.h"
 #include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
+#include "storage/fs/object_commit.h"
 
 #ifndef DCPP_VERSION
 #define DCPP_VERSION "unknown"
@@ -27,13 +31,7 @@ using paths::split_parent;
 
 using paths::parent_of;
 
-bool is_data_file_name(const std::string& name) {
-  // data-<digits>.bin
-  if (name.size() < 10 || name.compare(0, 5, "data-") != 0 || name.compare(name.size() - 4, 4, ".bin") != 0) {
-    return false;
-  }
-  return std::all_of(name.begin() + 5, name.end() - 4, [](char c) { return c >= '0' && c <= '9'; });
-}
+using fs_detail::is_data_file_name;
 
 const std::string kTempMetadataName = std::string(kMetadataFileName) + ".tmp";
 
@@ -94,8 +92,12 @@ FileSystemWriter::FileSystemWriter(std::string path, FileSystemWriterOptions opt
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   if (path_.empty()) throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: empty checkpoint path");
   if (options_.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: block_size must be > 0");
-  fs_ = options_.filesystem ? options_.filesystem : default_file_system();
-  staging_ = staging_path(path_);
+  fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(path_);
+  // Without rename there is no staging directory: objects go straight under
+  // the checkpoint's prefix, named per save.
+  object_commit_ = !fs_->atomic_rename();
+  staging_ = object_commit_ ? path_ : staging_path(path_);
+  set_up(0, 1, true);
 }
 
 FileSystemWriter::~FileSystemWriter() = default;
@@ -106,6 +108,8 @@ void FileSystemWriter::set_up(int rank, int world_size, bool is_coordinator) {
   is_coordinator_ = is_coordinator;
   wrote_data_file_ = false;
   prepared_ = false;
+  data_file_ = object_commit_ ? fs_detail::per_save_data_file_name(rank, fs_detail::new_save_token())
+                              : data_file_name(rank);
 }
 
 void FileSystemWriter::check_target_replaceable(CheckpointState state) const {
@@ -121,6 +125,15 @@ void FileSystemWriter::check_target_replaceable(CheckpointState state) const {
 }
 
 void FileSystemWriter::prepare() {
+  if (object_commit_) {
+    const CheckpointState state = checkpoint_state(*fs_, path_);
+    check_target_replaceable(state);
+    // Creating a checkpoint is exclusive: a save that finds one complete at
+    // commit time fails instead of replacing it.
+    exclusive_commit_ = state != CheckpointState::kComplete;
+    prepared_ = true;
+    return;
+  }
   // A save that crashed between the two renames of a swap without
   // RENAME_EXCHANGE left the previous checkpoint aside: put it back first.
   restore_set_aside_checkpoint(*fs_, path_);
@@ -435,7 +448,7 @@ std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
 std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, SavePlanner& planner) {
   stats_ = {};
   if (plan.items.empty()) return {};
-  const std::string file = data_file_name(rank_);
+  const std::string file = data_file_;
   wrote_data_file_ = true;
   std::unique_ptr<WritableFile> out = fs_->open_write(join_path(staging_, file), {.try_direct = options_.direct_io});
   const bool direct = out->direct();
@@ -454,6 +467,11 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
 
 void FileSystemWriter::write_metadata_file(const Metadata& metadata) {
   std::vector<std::byte> bytes = encode_metadata(metadata);
+  if (object_commit_) {
+    fs_detail::commit_metadata_object(*fs_, path_, bytes, exclusive_commit_);
+    fs_detail::remove_unreferenced_data_files(*fs_, path_, metadata);
+    return;
+  }
   const std::string tmp = join_path(staging_, kTempMetadataName);
   {
     std::unique_ptr<WritableFile> f = fs_->open_write(tmp);
@@ -523,6 +541,7 @@ void FileSystemWriter::finish(Metadata metadata, const std::vector<std::vector<W
 }
 
 void FileSystemWriter::commit() {
+  if (object_commit_) return;  // the metadata object was the commit
   // Checked again: the path may have changed since prepare().
   CheckpointState state = checkpoint_state(*fs_, path_);
   check_target_replaceable(state);
@@ -556,10 +575,13 @@ void FileSystemWriter::commit() {
 
 void FileSystemWriter::abort() noexcept {
   try {
-    if (is_coordinator_) {
+    if (object_commit_) {
+      // Each rank removes its own object; the checkpoint's stay.
+      if (wrote_data_file_) fs_->remove(join_path(staging_, data_file_));
+    } else if (is_coordinator_) {
       fs_->remove_all(staging_);
     } else if (wrote_data_file_) {
-      fs_->remove(join_path(staging_, data_file_name(rank_)));
+      fs_->remove(join_path(staging_, data_file_));
     }
   } catch (...) {
     // abort runs after a failure; a second error must not hide the first.

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "dcpp/checkpoint_reader.h"
+#include "dcpp/s3_file_system.h"
 #include "dcpp/save_load.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
@@ -27,7 +28,7 @@ std::string_view checkpoint_format_name(CheckpointFormat format) {
 CheckpointFormat detect_checkpoint_format(const std::string& path, FileSystem* fs) {
   FileSystemPtr holder;
   if (!fs) {
-    holder = default_file_system();
+    holder = file_system_for_path(path);
     fs = holder.get();
   }
   const FileType type = fs->file_type(path);
@@ -45,7 +46,7 @@ CheckpointFormat detect_checkpoint_format(const std::string& path, FileSystem* f
 }
 
 std::unique_ptr<StorageReader> open_storage_reader(const std::string& path, FileSystemPtr fs) {
-  if (!fs) fs = default_file_system();
+  if (!fs) fs = file_system_for_path(path);
   switch (detect_checkpoint_format(path, fs.get())) {
     case CheckpointFormat::kNative: return std::make_unique<FileSystemReader>(path, FileSystemReaderOptions{fs});
     case CheckpointFormat::kSafetensors:

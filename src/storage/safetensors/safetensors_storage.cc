@@ -9,6 +9,7 @@
 
 #include "dcpp/chunk_coverage.h"
 #include "dcpp/checkpoint_reader.h"
+#include "dcpp/s3_file_system.h"
 #include "dcpp/save_load.h"
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
@@ -255,7 +256,7 @@ struct SafetensorsReader::Impl {
 
 SafetensorsReader::SafetensorsReader(std::string path, SafetensorsReaderOptions options)
     : path_(std::move(path)), options_(std::move(options)) {
-  fs_ = options_.filesystem ? options_.filesystem : default_file_system();
+  fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(path_);
 }
 
 SafetensorsReader::~SafetensorsReader() = default;

@@ -5,6 +5,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "dcpp/s3_file_system.h"
 #include "storage/safetensors/interop_common.h"
 #include "storage/torch_dcp/dcp_metadata.h"
 #include "storage/torch_dcp/torch_save.h"
@@ -135,7 +136,7 @@ struct TorchDcpReader::Impl {
 
 TorchDcpReader::TorchDcpReader(std::string path, TorchDcpReaderOptions options)
     : path_(std::move(path)), options_(std::move(options)) {
-  fs_ = options_.filesystem ? options_.filesystem : default_file_system();
+  fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(path_);
 }
 
 TorchDcpReader::~TorchDcpReader() = default;
