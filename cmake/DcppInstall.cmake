@@ -29,10 +29,10 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/dcppConfigVersion.c
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/dcppConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/dcppConfigVersion.cmake
         DESTINATION ${dcpp_cmake_dir})
 
-# pkg-config: the archives, then what they link privately (xxHash, simdjson,
+# pkg-config: the archives, then what they link privately (xxHash, zstd, simdjson,
 # Open MPI when the MPI backend is built, threads).
 list(JOIN dcpp_pc_libs " " DCPP_PC_LIBS)
-set(DCPP_PC_REQUIRES "libxxhash simdjson")
+set(DCPP_PC_REQUIRES "libxxhash libzstd simdjson")
 set(DCPP_PC_PRIVATE_LIBS "-pthread")
 if(DCPP_WITH_MPI)
   string(APPEND DCPP_PC_REQUIRES " ompi-cxx")

@@ -32,7 +32,7 @@
 
 namespace dcpp {
 
-inline constexpr uint32_t kFsFormatVersion = 1;   // the newest version this dcpp reads and writes
+inline constexpr uint32_t kFsFormatVersion = 2;   // the newest version this dcpp reads (and writes when blocks are encoded)
 inline constexpr std::string_view kFsFormatName = "dcpp";
 inline constexpr std::string_view kMetadataFileName = "dcpp.metadata";
 inline constexpr uint64_t kDefaultBlockSize = 1 << 20;
@@ -114,6 +114,16 @@ struct FileSystemWriterOptions {
   // Items are cut into units of about this many bytes (whole checksum
   // blocks) that the writer threads take in file order.
   uint64_t write_unit_bytes = 16 << 20;
+  // Lossless compression (docs/format.md, "Encoded blocks"): every checksum
+  // block is byte-grouped by dtype and entropy-coded with zstd on the writer
+  // threads, and stored encoded when that is smaller, raw otherwise. The
+  // checkpoint is then format version 2 (dcpp before version 2 cannot read
+  // it). Off by default. Needs a block_size that is a multiple of 4096 (the
+  // constructor says so otherwise).
+  bool compress = false;
+  // zstd level for each byte group; levels below 1 are zstd's fast levels,
+  // with literals still Huffman-coded (entropy coding at little search cost).
+  int compress_level = -1;
 };
 
 class FileSystemWriter final : public StorageWriter {

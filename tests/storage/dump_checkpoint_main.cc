@@ -1,6 +1,8 @@
 // Writes a native checkpoint of tensors of every dtype, chunked over 3
 // simulated ranks, plus each full tensor as a .npy file, for
-// independent_reader.py to cross-check: dump_checkpoint <out-dir>.
+// independent_reader.py to cross-check: dump_checkpoint <out-dir> [--compress].
+// With --compress the checkpoint is saved compressed (format version 2) and
+// the bytes are made compressible (few distinct high bytes per element).
 // Layout: <out>/ckpt (the checkpoint), <out>/dump/<n>.npy, <out>/dump/manifest.txt
 // ("<key> <dtype> <n>.npy" per line).
 #include <cstdio>
@@ -59,7 +61,8 @@ void write_npy(const std::string& path, const Tensor& t) {
 
 // Fills a tensor with deterministic bytes (every bit pattern is a valid
 // element for the byte comparison, except bool, which must be 0 or 1).
-Tensor make(const Shape& shape, DType dtype, uint64_t seed) {
+Tensor make(const Shape& shape, DType dtype, uint64_t seed, bool compressible) {
+  const size_t elem = dtype_size(dtype);
   Tensor t = Tensor::empty(shape, dtype);
   auto* p = static_cast<unsigned char*>(t.nbytes() ? t.data_ptr() : nullptr);
   uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -68,6 +71,8 @@ Tensor make(const Shape& shape, DType dtype, uint64_t seed) {
     x ^= x >> 7;
     x ^= x << 17;
     p[i] = dtype == DType::kBool ? static_cast<unsigned char>(x & 1) : static_cast<unsigned char>(x >> 24);
+    // Like the sign-and-exponent byte of trained weights: a few values.
+    if (compressible && dtype != DType::kBool && i % elem == elem - 1) p[i] = static_cast<unsigned char>(0x3C | (x & 3));
   }
   return t;
 }
@@ -87,8 +92,9 @@ void shard(std::vector<testing::TestSavePlanner>& ranks, const std::string& key,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: dump_checkpoint <out-dir>\n";
+  const bool compress = argc == 3 && std::string(argv[2]) == "--compress";
+  if (argc != 2 && !compress) {
+    std::cerr << "usage: dump_checkpoint <out-dir> [--compress]\n";
     return 2;
   }
   try {
@@ -122,7 +128,7 @@ int main(int argc, char** argv) {
     std::ofstream manifest(out + "/dump/manifest.txt");
     for (size_t i = 0; i < specs.size(); ++i) {
       const Spec& s = specs[i];
-      Tensor t = make(s.shape, s.dtype, i + 1);
+      Tensor t = make(s.shape, s.dtype, i + 1, compress);
       if (s.dim < 0) {
         ranks[1].add_chunk(s.key, t, Shape(t.dim(), 0), t.sizes());
       } else {
@@ -135,6 +141,7 @@ int main(int argc, char** argv) {
     ranks[0].add_value("meta.note", ValueKind::kString, Bytes{std::byte{'o'}, std::byte{'k'}});
     FileSystemWriterOptions options;
     options.block_size = 4096;
+    options.compress = compress;
     testing::run_save(out + "/ckpt", ranks, options);
     std::cout << "wrote " << specs.size() << " tensors to " << out << "/ckpt\n";
     return 0;

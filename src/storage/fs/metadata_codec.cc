@@ -1,4 +1,5 @@
-// Binary metadata encoding, format version 1 (docs/format.md, "Metadata file").
+// Binary metadata encoding, format versions 1 and 2 (docs/format.md,
+// "Metadata file"); version 2 adds each location's block layout.
 //
 // Why binary: at 1M chunks a DOM JSON document takes seconds and gigabytes
 // (docs/design.md §3); this layout is a single forward pass of memcpy-sized reads,
@@ -10,6 +11,7 @@
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "storage/fs/block_codec.h"
 #include "storage/fs/fs_common.h"
 
 namespace dcpp {
@@ -26,6 +28,8 @@ constexpr uint32_t kNoFile = 0xFFFFFFFFu;
 constexpr uint8_t kTagKey = 0;
 constexpr uint8_t kTagIndex = 1;
 constexpr int kNumValueKinds = 5;
+constexpr uint8_t kLayoutRaw = 0;      // v2 location: blocks raw, back to back
+constexpr uint8_t kLayoutStored = 1;   // v2 location: a stored-block table follows
 
 // ---------------------------------------------------------------- encoding
 
@@ -64,7 +68,7 @@ void collect_file(FileTable& t, const StorageLocation& loc) {
 }
 
 void encode_location(Out& out, const FileTable& files, const std::string& key, const StorageLocation& loc,
-                     uint64_t block_size) {
+                     uint64_t block_size, uint32_t version) {
   uint64_t expected = block_count(loc.byte_length, block_size);
   if (loc.block_checksums.size() != expected) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -84,6 +88,29 @@ void encode_location(Out& out, const FileTable& files, const std::string& key, c
   out.u64(loc.byte_offset);
   out.u64(loc.byte_length);
   out.bytes(loc.block_checksums.data(), loc.block_checksums.size() * 8);
+  if (version < 2) {
+    if (!loc.stored_blocks.empty()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "cannot encode metadata: key '" + key + "' has encoded blocks, which format version " +
+                      std::to_string(version) + " cannot describe");
+    }
+    return;
+  }
+  if (loc.stored_blocks.empty()) {
+    out.u8(kLayoutRaw);
+    return;
+  }
+  if (loc.stored_blocks.size() != expected) {
+    throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata: key '" + key + "' has " +
+                                                 std::to_string(loc.stored_blocks.size()) + " stored blocks for " +
+                                                 std::to_string(expected) + " checksum blocks");
+  }
+  out.u8(kLayoutStored);
+  for (const StoredBlock& b : loc.stored_blocks) {
+    out.u8(b.encoding);
+    out.u64(b.offset);
+    out.u64(b.length);
+  }
 }
 
 // ---------------------------------------------------------------- decoding
@@ -177,6 +204,7 @@ struct DecodeContext {
   std::vector<size_t> file_offsets;  // where each table entry starts, for error messages
   std::vector<bool> validated;
   uint64_t block_size = 0;
+  uint32_t version = 1;
 };
 
 // File names are validated when a key first refers to them, so the error
@@ -220,6 +248,41 @@ void decode_location(DecodeContext& ctx, const std::string& key, StorageLocation
   }
   loc.block_checksums.resize(blocks);
   in.raw(loc.block_checksums.data(), blocks * 8, "block checksums");
+  if (ctx.version < 2) return;
+  at = in.pos();
+  const uint8_t layout = in.u8("block layout");
+  if (layout == kLayoutRaw) return;
+  if (layout != kLayoutStored) in.corrupt(at, "key '" + key + "' has unknown block layout " + std::to_string(layout));
+  if (blocks > in.left() / 17) {
+    in.corrupt(in.pos(), "key '" + key + "' needs " + std::to_string(blocks) + " stored-block entries, more than the " +
+                             std::to_string(in.left()) + " bytes left hold");
+  }
+  loc.stored_blocks.resize(blocks);
+  uint64_t end = 0;  // where the previous block ends, relative to byte_offset
+  for (uint64_t b = 0; b < blocks; ++b) {
+    at = in.pos();
+    StoredBlock& sb = loc.stored_blocks[b];
+    sb.encoding = in.u8("block encoding");
+    sb.offset = in.u64("block offset");
+    sb.length = in.u64("block stored length");
+    const std::string which = "key '" + key + "' block " + std::to_string(b);
+    if (sb.encoding > fs_detail::kMaxBlockEncoding) {
+      in.corrupt(at, which + " has unknown encoding " + std::to_string(sb.encoding));
+    }
+    const uint64_t decoded = std::min(ctx.block_size, loc.byte_length - b * ctx.block_size);
+    if (sb.encoding == 0 ? sb.length != decoded : sb.length == 0) {
+      in.corrupt(at, which + " stores " + std::to_string(sb.length) + " bytes for " + std::to_string(decoded) +
+                         " decoded bytes");
+    }
+    if (sb.offset < end || (b == 0 && sb.offset != 0)) {
+      in.corrupt(at, which + " starts at item offset " + std::to_string(sb.offset) +
+                         (b == 0 ? ", not 0" : ", inside the previous block"));
+    }
+    if (sb.length > UINT64_MAX - sb.offset || sb.offset + sb.length > UINT64_MAX - loc.byte_offset) {
+      in.corrupt(at, which + " byte range overflows");
+    }
+    end = sb.offset + sb.length;
+  }
 }
 
 int64_t checked_numel(In& in, size_t at, const std::string& key, const Shape& sizes) {
@@ -327,18 +390,22 @@ void validate_relative_file_name(const std::string& key, const std::string& file
 
 std::vector<std::byte> encode_metadata(const Metadata& md) {
   if (md.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata with block size 0");
+  if (md.format_version < 1 || md.format_version > kFsFormatVersion) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "cannot encode metadata in format version " + std::to_string(md.format_version));
+  }
   FileTable files;
   size_t estimate = 64 + md.format.size() + md.dcpp_version.size();
   for (const auto& [key, t] : md.tensors) {
     estimate += key.size() + 32 + t.global_shape.size() * 8;
     for (const auto& c : t.chunks) {
       collect_file(files, c.location);
-      estimate += c.offsets.size() * 16 + 20 + c.location.block_checksums.size() * 8;
+      estimate += c.offsets.size() * 16 + 21 + c.location.block_checksums.size() * 25;
     }
   }
   for (const auto& [key, v] : md.values) {
     collect_file(files, v.location);
-    estimate += key.size() + 32 + v.location.block_checksums.size() * 8;
+    estimate += key.size() + 33 + v.location.block_checksums.size() * 25;
   }
   for (const auto& [key, p] : md.paths) estimate += key.size() + 8 + p.size() * 16;
   files.names.reserve(files.index.size());
@@ -382,7 +449,7 @@ std::vector<std::byte> encode_metadata(const Metadata& md) {
       }
       out.i64s(c.offsets);
       out.i64s(c.sizes);
-      encode_location(out, files, key, c.location, md.block_size);
+      encode_location(out, files, key, c.location, md.block_size, md.format_version);
     }
   }
 
@@ -390,7 +457,7 @@ std::vector<std::byte> encode_metadata(const Metadata& md) {
   for (const auto& [key, v] : md.values) {
     out.str(key);
     out.u8(static_cast<uint8_t>(v.kind));
-    encode_location(out, files, key, v.location, md.block_size);
+    encode_location(out, files, key, v.location, md.block_size, md.format_version);
   }
 
   out.u64(md.paths.size());
@@ -460,7 +527,7 @@ Metadata decode_metadata(const void* data, size_t size, const std::string& sourc
   md.block_size = in.u64("block size");
   if (md.block_size == 0) in.corrupt(at, "block size is 0");
 
-  DecodeContext ctx{in, {}, {}, {}, md.block_size};
+  DecodeContext ctx{in, {}, {}, {}, md.block_size, version};
   at = in.pos();
   uint32_t nfiles = in.u32("file count");
   if (nfiles > in.left() / 4) in.corrupt(at, "file count " + std::to_string(nfiles) + " cannot fit");
