@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
                       "safetensors: start a new file after this many bytes (5GB, 500MiB, 1024); default one file");
   convert->add_flag("--torch-compatible", convert_args.torch_compatible,
                     "safetensors: refuse dtypes PyTorch's HF reader cannot load (bool, fp8)");
+  convert->add_flag("--compress", convert_args.compress,
+                    "dcpp: store each checksum block byte-grouped and zstd-coded where that is smaller "
+                    "(format version 2)");
   convert->footer(kExitCodes);
 
   DemoArgs demo_args;
