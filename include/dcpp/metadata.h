@@ -6,7 +6,9 @@
 // build it from their own headers. Plain values; no thread-safety concerns.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,6 +39,10 @@ struct StorageLocation {
   // Empty: block k lies raw at byte_offset + k * block_size. Otherwise one
   // entry per block (the native format's encoded items).
   std::vector<StoredBlock> stored_blocks;
+  // XXH3-128 (seed 0) of the item's bytes as loaded, {low64, high64}, when
+  // the writer recorded it (native format version 2; incremental saves
+  // compare against it).
+  std::optional<std::array<uint64_t, 2>> content_hash;
   bool operator==(const StorageLocation&) const = default;
 
   // Bytes the item occupies in its file.

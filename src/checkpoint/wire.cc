@@ -73,6 +73,11 @@ void write_results(WireWriter& w, const std::vector<WriteResult>& results) {
       w.u64(b.offset);
       w.u64(b.length);
     }
+    w.u8(res.location.content_hash ? 1 : 0);
+    if (res.location.content_hash) {
+      w.u64((*res.location.content_hash)[0]);
+      w.u64((*res.location.content_hash)[1]);
+    }
   }
 }
 
@@ -93,6 +98,10 @@ std::vector<WriteResult> read_results(WireReader& r) {
       b.encoding = r.u8();
       b.offset = r.u64();
       b.length = r.u64();
+    }
+    if (r.u8()) {
+      const uint64_t lo = r.u64();
+      res.location.content_hash = std::array<uint64_t, 2>{lo, r.u64()};
     }
   }
   return out;

@@ -131,7 +131,7 @@ class NativeInspector final : public FormatInspector {
       bool ok = true;
       if (loc.byte_length > 0) {
         try {
-          validate_relative_file_name(key, loc.file);
+          validate_data_file_name(key, loc.file);
         } catch (const Error& e) {
           rep.problem(meta_path, -1, e.message());
           ok = false;
@@ -242,7 +242,9 @@ class NativeInspector final : public FormatInspector {
           prev = item;
         }
       }
-      if (size > prev_end && !list.empty()) {
+      // A file of another checkpoint (an incremental save's reference) holds
+      // that checkpoint's other items too.
+      if (size > prev_end && !list.empty() && !referenced_checkpoint(file)) {
         rep.problem(file_path, static_cast<int64_t>(prev_end),
                     std::to_string(size - prev_end) + " bytes after the end of the last item (a data file ends "
                                                       "at the end of its last item)");

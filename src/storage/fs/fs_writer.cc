@@ -1,6 +1,7 @@
 // FileSystemWriter: data files into a staging directory, metadata last,
 // then an atomic swap into place (docs/format.md, "Commit protocol").
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -157,6 +158,8 @@ struct LaidOutItem {
   std::vector<StoredBlock> stored;  // compressed saves: how each block is stored
   uint64_t stored_block_size = 0;
   unsigned width = 1;  // byte groups of the encoding
+  std::optional<std::array<uint64_t, 2>> content_hash;
+  const StorageLocation* reference = nullptr;  // incremental saves: unchanged, stored by the base
 };
 
 // A range of one item (whole checksum blocks, except an item's last) that one
@@ -415,8 +418,46 @@ struct Layout {
   bool need_staging = false;  // some item is gathered through a staging buffer
 };
 
+// XXH3-128 of a tensor item's bytes as stored (gathered in pieces when strided).
+std::array<uint64_t, 2> content_hash_of(const LaidOutItem& it) {
+  XXH128_hash_t h;
+  if (it.contiguous || it.length == 0) {
+    h = XXH3_128bits(it.contiguous, static_cast<size_t>(it.length));
+  } else {
+    XXH3_state_t* state = XXH3_createState();
+    if (!state) throw Error(ErrorCode::kInternal, "cannot allocate an XXH3 state");
+    XXH3_128bits_reset(state);
+    const uint64_t elem = dtype_size(it.item->dtype);
+    const uint64_t piece = std::max<uint64_t>(1, (4u << 20) / elem) * elem;
+    std::vector<std::byte> buf(static_cast<size_t>(std::min(piece, it.length)));
+    for (uint64_t at = 0; at < it.length; at += piece) {
+      const uint64_t n = std::min(piece, it.length - at);
+      stage_elements(it.tensor, at / elem, (at + n) / elem, it.item->dtype, buf.data());
+      XXH3_128bits_update(state, buf.data(), static_cast<size_t>(n));
+    }
+    h = XXH3_128bits_digest(state);
+    XXH3_freeState(state);
+  }
+  return {h.low64, h.high64};
+}
+
+// The base's chunk with the same key, box and dtype whose content hash is `hash`.
+const StorageLocation* unchanged_in_base(const Metadata& base, const WriteItem& item,
+                                         const std::array<uint64_t, 2>& hash) {
+  auto t = base.tensors.find(item.fqn);
+  if (t == base.tensors.end() || t->second.dtype != item.dtype || t->second.global_shape != item.global_shape) {
+    return nullptr;
+  }
+  for (const ChunkMeta& c : t->second.chunks) {
+    if (c.offsets == item.offsets && c.sizes == item.sizes && c.location.content_hash == hash) return &c.location;
+  }
+  return nullptr;
+}
+
 // Resolves every item and lays it out (offsets depend only on lengths).
-Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_size, bool direct, bool compress) {
+Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_size, bool direct, bool compress,
+                     const FileSystemWriterOptions& options) {
+  const bool hashes = options.content_hashes || options.base;
   Layout layout;
   layout.items.resize(plan.items.size());
   layout.need_staging = direct;
@@ -439,6 +480,11 @@ Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_
         it.contiguous = static_cast<const std::byte*>(it.tensor.data_ptr());
       } else if (it.length > 0) {
         layout.need_staging = true;
+      }
+      if (hashes && it.length > 0) {
+        it.content_hash = content_hash_of(it);
+        if (options.base) it.reference = unchanged_in_base(*options.base, item, *it.content_hash);
+        if (it.reference) continue;  // not written
       }
     } else {
       it.value = planner.resolve_value(item);
@@ -467,7 +513,7 @@ std::vector<WriteUnit> cut_units(const std::vector<LaidOutItem>& items, uint64_t
   std::vector<WriteUnit> units;
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t length = items[i].length;
-    if (length == 0) continue;
+    if (length == 0 || items[i].reference) continue;
     if (!cuttable) {
       units.push_back({i, 0, length});
       continue;
@@ -529,7 +575,7 @@ void write_units(FileSystem& fs, WritableFile& file, Layout& layout, const std::
 }
 
 // What the coordinator records for each item.
-std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
+std::vector<WriteResult> make_results(Layout& layout, const std::string& file, const std::string& base_name) {
   std::vector<WriteResult> results;
   results.reserve(layout.items.size());
   for (LaidOutItem& it : layout.items) {
@@ -541,7 +587,12 @@ std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
       r.offsets = item.offsets;
       r.sizes = item.sizes;
     }
-    if (it.length > 0) {
+    if (it.reference) {
+      // Where the bytes physically are: the base's own file, or the
+      // checkpoint the base refers to (references never chain).
+      r.location = *it.reference;
+      if (!referenced_checkpoint(r.location.file)) r.location.file = "../" + base_name + "/" + r.location.file;
+    } else if (it.length > 0) {
       r.location.file = file;
       r.location.byte_offset = it.offset;
       r.location.byte_length = it.length;
@@ -552,6 +603,7 @@ std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
         plain = it.stored[b].encoding == 0 && it.stored[b].offset == b * it.stored_block_size;
       }
       if (!plain) r.location.stored_blocks = std::move(it.stored);
+      r.location.content_hash = it.content_hash;
     }
     results.push_back(std::move(r));
   }
@@ -564,20 +616,29 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   stats_ = {};
   if (plan.items.empty()) return {};
   const std::string file = data_file_name(rank_);
+  // Laid out first (staging buffers are sized for direct I/O whether or not
+  // the file system grants it): an incremental save whose items are all
+  // unchanged writes no file.
+  Layout layout = lay_out_items(plan, planner, options_.block_size, options_.direct_io, options_.compress, options_);
+  const std::vector<WriteUnit> units = cut_units(layout.items, options_.block_size, options_.write_unit_bytes);
+  const bool all_referenced = std::all_of(layout.items.begin(), layout.items.end(), [](const LaidOutItem& it) {
+    return it.reference || it.length == 0;
+  });
+  if (units.empty() && all_referenced && std::any_of(layout.items.begin(), layout.items.end(),
+                                                     [](const LaidOutItem& it) { return it.reference; })) {
+    return make_results(layout, file, options_.base_name);
+  }
   wrote_data_file_ = true;
   std::unique_ptr<WritableFile> out = fs_->open_write(join_path(staging_, file), {.try_direct = options_.direct_io});
   const bool direct = out->direct();
   stats_.direct = direct;
   stats_.buffered_fallback = options_.direct_io && !direct;
-
-  Layout layout = lay_out_items(plan, planner, options_.block_size, direct, options_.compress);
-  write_units(*fs_, *out, layout, cut_units(layout.items, options_.block_size, options_.write_unit_bytes),
-              options_, stats_);
+  write_units(*fs_, *out, layout, units, options_, stats_);
   // Direct writes rounded the last item up to a whole page: cut the file back.
   if (direct && layout.end % kIoAlignment != 0) out->truncate(layout.end);
   out->sync();
   out->close();
-  return make_results(layout, file);
+  return make_results(layout, file, options_.base_name);
 }
 
 void FileSystemWriter::write_metadata_file(const Metadata& metadata) {
@@ -644,7 +705,9 @@ void FileSystemWriter::finish(Metadata metadata, const std::vector<std::vector<W
   // Version 1 unless some block is stored encoded: a save without
   // compression stays readable by every dcpp.
   metadata.format_version = 1;
-  auto encoded = [](const StorageLocation& l) { return !l.stored_blocks.empty(); };
+  auto encoded = [](const StorageLocation& l) {
+    return !l.stored_blocks.empty() || l.content_hash || referenced_checkpoint(l.file);
+  };
   for (const auto& [key, t] : metadata.tensors) {
     for (const auto& c : t.chunks) {
       if (encoded(c.location)) metadata.format_version = 2;

@@ -7,6 +7,7 @@
 // allocated, so hostile input cannot make the decoder crash or over-allocate.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "dcpp/error.h"
@@ -28,8 +29,9 @@ constexpr uint32_t kNoFile = 0xFFFFFFFFu;
 constexpr uint8_t kTagKey = 0;
 constexpr uint8_t kTagIndex = 1;
 constexpr int kNumValueKinds = 5;
-constexpr uint8_t kLayoutRaw = 0;      // v2 location: blocks raw, back to back
-constexpr uint8_t kLayoutStored = 1;   // v2 location: a stored-block table follows
+// v2 location flags.
+constexpr uint8_t kFlagStoredBlocks = 1;  // a stored-block table follows (else blocks raw, back to back)
+constexpr uint8_t kFlagContentHash = 2;   // the item's XXH3-128 follows
 
 // ---------------------------------------------------------------- encoding
 
@@ -89,15 +91,17 @@ void encode_location(Out& out, const FileTable& files, const std::string& key, c
   out.u64(loc.byte_length);
   out.bytes(loc.block_checksums.data(), loc.block_checksums.size() * 8);
   if (version < 2) {
-    if (!loc.stored_blocks.empty()) {
+    if (!loc.stored_blocks.empty() || loc.content_hash) {
       throw Error(ErrorCode::kInvalidArgument,
-                  "cannot encode metadata: key '" + key + "' has encoded blocks, which format version " +
-                      std::to_string(version) + " cannot describe");
+                  "cannot encode metadata: key '" + key + "' has encoded blocks or a content hash, which format "
+                  "version " + std::to_string(version) + " cannot describe");
     }
     return;
   }
+  out.u8(static_cast<uint8_t>((loc.stored_blocks.empty() ? 0 : kFlagStoredBlocks) |
+                              (loc.content_hash ? kFlagContentHash : 0)));
   if (loc.stored_blocks.empty()) {
-    out.u8(kLayoutRaw);
+    if (loc.content_hash) out.bytes(loc.content_hash->data(), 16);
     return;
   }
   if (loc.stored_blocks.size() != expected) {
@@ -105,12 +109,12 @@ void encode_location(Out& out, const FileTable& files, const std::string& key, c
                                                  std::to_string(loc.stored_blocks.size()) + " stored blocks for " +
                                                  std::to_string(expected) + " checksum blocks");
   }
-  out.u8(kLayoutStored);
   for (const StoredBlock& b : loc.stored_blocks) {
     out.u8(b.encoding);
     out.u64(b.offset);
     out.u64(b.length);
   }
+  if (loc.content_hash) out.bytes(loc.content_hash->data(), 16);
 }
 
 // ---------------------------------------------------------------- decoding
@@ -212,12 +216,18 @@ struct DecodeContext {
 void validate_file(DecodeContext& ctx, uint32_t index, const std::string& key) {
   if (ctx.validated[index]) return;
   try {
-    validate_relative_file_name(key, ctx.files[index]);
+    if (ctx.version >= 2) {
+      validate_data_file_name(key, ctx.files[index]);
+    } else {
+      validate_relative_file_name(key, ctx.files[index]);
+    }
   } catch (const Error& e) {
     ctx.in.corrupt(ctx.file_offsets[index], e.message());
   }
   ctx.validated[index] = true;
 }
+
+void decode_stored_blocks(DecodeContext& ctx, const std::string& key, StorageLocation& loc, uint64_t blocks);
 
 void decode_location(DecodeContext& ctx, const std::string& key, StorageLocation& loc) {
   In& in = ctx.in;
@@ -250,9 +260,21 @@ void decode_location(DecodeContext& ctx, const std::string& key, StorageLocation
   in.raw(loc.block_checksums.data(), blocks * 8, "block checksums");
   if (ctx.version < 2) return;
   at = in.pos();
-  const uint8_t layout = in.u8("block layout");
-  if (layout == kLayoutRaw) return;
-  if (layout != kLayoutStored) in.corrupt(at, "key '" + key + "' has unknown block layout " + std::to_string(layout));
+  const uint8_t flags = in.u8("location flags");
+  if (flags & ~(kFlagStoredBlocks | kFlagContentHash)) {
+    in.corrupt(at, "key '" + key + "' has unknown location flags " + std::to_string(flags));
+  }
+  if (flags & kFlagStoredBlocks) decode_stored_blocks(ctx, key, loc, blocks);
+  if (flags & kFlagContentHash) {
+    std::array<uint64_t, 2> h;
+    in.raw(h.data(), 16, "content hash");
+    loc.content_hash = h;
+  }
+}
+
+void decode_stored_blocks(DecodeContext& ctx, const std::string& key, StorageLocation& loc, uint64_t blocks) {
+  In& in = ctx.in;
+  size_t at = in.pos();
   if (blocks > in.left() / 17) {
     in.corrupt(in.pos(), "key '" + key + "' needs " + std::to_string(blocks) + " stored-block entries, more than the " +
                              std::to_string(in.left()) + " bytes left hold");
@@ -388,6 +410,28 @@ void validate_relative_file_name(const std::string& key, const std::string& file
   }
 }
 
+std::optional<std::string> referenced_checkpoint(const std::string& file) {
+  if (file.rfind("../", 0) != 0) return std::nullopt;
+  const size_t slash = file.find('/', 3);
+  if (slash == std::string::npos) return std::nullopt;
+  return file.substr(3, slash - 3);
+}
+
+void validate_data_file_name(const std::string& key, const std::string& file) {
+  const std::optional<std::string> sibling = referenced_checkpoint(file);
+  if (!sibling) {
+    validate_relative_file_name(key, file);
+    return;
+  }
+  // "../<checkpoint>/<file>": one step up to a sibling checkpoint, never a
+  // hidden (staging or set-aside) directory, then a plain relative name.
+  if (sibling->empty() || sibling->front() == '.' || sibling->find('\0') != std::string::npos) {
+    throw Error(ErrorCode::kCorrupt, "key '" + key + "' names data file '" + file +
+                                         "', which does not reference a sibling checkpoint directory");
+  }
+  validate_relative_file_name(key, file.substr(4 + sibling->size()));
+}
+
 std::vector<std::byte> encode_metadata(const Metadata& md) {
   if (md.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata with block size 0");
   if (md.format_version < 1 || md.format_version > kFsFormatVersion) {
@@ -427,7 +471,11 @@ std::vector<std::byte> encode_metadata(const Metadata& md) {
   out.u32(static_cast<uint32_t>(files.names.size()));
   for (const auto& name : files.names) {
     try {
-      validate_relative_file_name("(file table)", name);
+      if (md.format_version >= 2) {
+        validate_data_file_name("(file table)", name);
+      } else {
+        validate_relative_file_name("(file table)", name);
+      }
     } catch (const Error& e) {
       throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata: " + e.message());
     }
