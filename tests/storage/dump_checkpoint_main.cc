@@ -2,7 +2,10 @@
 // simulated ranks, plus each full tensor as a .npy file, for
 // independent_reader.py to cross-check: dump_checkpoint <out-dir> [--compress].
 // With --compress the checkpoint is saved compressed (format version 2) and
-// the bytes are made compressible (few distinct high bytes per element).
+// the bytes are made compressible (few distinct high bytes per element); it
+// is also an incremental save over <out>/base, a checkpoint in which every
+// other tensor held different bytes, so the rest are references into it.
+
 // Layout: <out>/ckpt (the checkpoint), <out>/dump/<n>.npy, <out>/dump/manifest.txt
 // ("<key> <dtype> <n>.npy" per line).
 #include <cstdio>
@@ -101,7 +104,7 @@ int main(int argc, char** argv) {
     const std::string out = argv[1];
     std::filesystem::remove_all(out);
     std::filesystem::create_directories(out + "/dump");
-    std::vector<testing::TestSavePlanner> ranks(3);
+    std::vector<testing::TestSavePlanner> ranks(3), base_ranks(3);
     struct Spec {
       std::string key;
       Shape shape;
@@ -129,19 +132,30 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < specs.size(); ++i) {
       const Spec& s = specs[i];
       Tensor t = make(s.shape, s.dtype, i + 1, compress);
+      Tensor before = i % 2 ? make(s.shape, s.dtype, i + 101, compress) : t;
       if (s.dim < 0) {
         ranks[1].add_chunk(s.key, t, Shape(t.dim(), 0), t.sizes());
+        base_ranks[1].add_chunk(s.key, before, Shape(t.dim(), 0), t.sizes());
       } else {
         shard(ranks, s.key, t, s.dim);
+        shard(base_ranks, s.key, before, s.dim);
       }
       std::string file = std::to_string(i) + ".npy";
       write_npy(out + "/dump/" + file, t);
       manifest << s.key << " " << dtype_name(s.dtype) << " " << file << "\n";
     }
     ranks[0].add_value("meta.note", ValueKind::kString, Bytes{std::byte{'o'}, std::byte{'k'}});
+    base_ranks[0].add_value("meta.note", ValueKind::kString, Bytes{std::byte{'o'}, std::byte{'k'}});
     FileSystemWriterOptions options;
     options.block_size = 4096;
     options.compress = compress;
+    if (compress) {
+      FileSystemWriterOptions base_options = options;
+      base_options.content_hashes = true;
+      testing::run_save(out + "/base", base_ranks, base_options);
+      options.base = std::make_shared<const Metadata>(read_fs_metadata(*default_file_system(), out + "/base"));
+      options.base_name = "base";
+    }
     testing::run_save(out + "/ckpt", ranks, options);
     std::cout << "wrote " << specs.size() << " tensors to " << out << "/ckpt\n";
     return 0;

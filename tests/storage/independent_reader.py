@@ -255,7 +255,13 @@ class Cursor:
         return self.take(n, what).decode("utf-8")
 
 
-def check_file_name(key, name):
+def check_file_name(key, name, version=1):
+    if version >= 2 and name.startswith("../"):
+        # A reference into a sibling checkpoint: ../<checkpoint>/<plain name>.
+        parts = name.split("/")
+        if len(parts) < 3 or not parts[1] or parts[1].startswith("."):
+            raise FormatError("key %r names an unsafe data file %r" % (key, name))
+        name = "/".join(parts[2:])
     parts = name.split("/")
     if (not name or name.startswith("/") or "\0" in name
             or any(p in ("", ".", "..") for p in parts)):
@@ -296,11 +302,13 @@ def parse_metadata(buf):
             name = None
         else:
             name = files[index]
-            check_file_name(key, name)
+            check_file_name(key, name, version)
         stored = None
         if version >= 2:
-            layout = c.u8("block layout")
-            if layout == 1:
+            flags = c.u8("location flags")
+            if flags & ~3:
+                raise FormatError("key %r: unknown location flags %d" % (key, flags))
+            if flags & 1:
                 stored = []
                 for k in range(nblocks):
                     enc = c.u8("block encoding")
@@ -314,8 +322,8 @@ def parse_metadata(buf):
                     if (k == 0 and boff != 0) or (stored and boff < stored[-1][1] + stored[-1][2]):
                         raise FormatError("key %r block %d: bad stored offset %d" % (key, k, boff))
                     stored.append((enc, boff, blen))
-            elif layout != 0:
-                raise FormatError("key %r: unknown block layout %d" % (key, layout))
+            if flags & 2:
+                c.take(16, "content hash")  # XXH3-128 of the item; not needed to read it
         return {"file": name, "offset": off, "length": length, "checksums": sums, "stored": stored}
 
     tensors = {}

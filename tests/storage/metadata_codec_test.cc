@@ -83,7 +83,7 @@ std::vector<std::byte> tiny_golden(bool v2 = false) {
   b.raw({0x08, 0, 0, 0, 0, 0, 0, 0});  // byte_length 8
   b.le(kChunkSum, 8);
   if (v2) {
-    b.raw({0x01});                       // layout: stored-block table
+    b.raw({0x01});                       // flags: stored-block table
     b.raw({0x01});                       // block 0: encoding 1 (grouped)
     b.raw({0x00, 0, 0, 0, 0, 0, 0, 0});  // stored offset 0
     b.raw({0x05, 0, 0, 0, 0, 0, 0, 0});  // stored length 5
@@ -95,7 +95,7 @@ std::vector<std::byte> tiny_golden(bool v2 = false) {
   b.raw({0x00, 0x10, 0, 0, 0, 0, 0, 0});  // byte_offset 4096
   b.raw({0x08, 0, 0, 0, 0, 0, 0, 0});     // byte_length 8
   b.le(kValueSum, 8);
-  if (v2) b.raw({0x00});  // layout: raw
+  if (v2) b.raw({0x00});  // flags: raw, no content hash
   b.raw({0x02, 0, 0, 0, 0, 0, 0, 0});  // path_count
   b.raw({0x04, 0, 0, 0}).text("step");
   b.raw({0x01, 0, 0, 0, 0x00, 0x04, 0, 0, 0}).text("step");
@@ -151,7 +151,7 @@ TEST(storage_MetadataCodec, Version2BadBlockTablesAreCorrupt) {
     fix_checksum(bytes);
     return expect_error([&] { decode_metadata(bytes.data(), bytes.size(), "bad"); }, ErrorCode::kCorrupt);
   };
-  bad(0, 7);   // unknown layout
+  bad(0, 7);   // unknown flag bits
   bad(1, 9);   // unknown encoding
   bad(2, 1);   // first block not at offset 0
   bad(10, 0);  // stored length 0
