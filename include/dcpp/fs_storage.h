@@ -131,7 +131,7 @@ struct FileSystemWriterOptions {
   bool compress = false;
   // zstd level for each byte group; levels below 1 are zstd's fast levels,
   // with literals still Huffman-coded (entropy coding at little search cost).
-  int compress_level = -1;
+  int compress_level = -1000;
   // Record each tensor chunk's XXH3-128 in the metadata (format version 2),
   // what a later incremental save compares against.
   bool content_hashes = false;

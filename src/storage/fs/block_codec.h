@@ -36,8 +36,11 @@ enum class GroupMode : uint8_t { kRaw = 0, kZstd = 1 };
 struct CodecOptions {
   // zstd's compression level for a group; levels below 1 are zstd's "fast"
   // levels, at which the encoder still Huffman-codes literals (forced), so
-  // a group costs about its byte entropy at little match-finding cost.
-  int zstd_level = -1;
+  // a group costs about its byte entropy at little match-finding cost. On
+  // trained weights matches barely occur and only break up the literals: a
+  // very fast level (-1000) came out smaller and faster than -1, -20, -100
+  // and 1 in bench/codec_bench.cc on all-MiniLM-L6-v2 (docs/compression.md).
+  int zstd_level = -1000;
   // A group whose byte-entropy estimate saves less than this fraction is
   // kept raw without calling zstd (the mantissa bytes of most weights).
   double min_saving = 0.02;
