@@ -331,6 +331,7 @@ BenchReport run_bench(const BenchOptions& in) {
   FileSystemWriterOptions wopts;
   wopts.direct_io = o.direct;
   wopts.io_threads = static_cast<size_t>(std::max(o.write_threads, 1));
+  wopts.compress = o.compress;
 
   // ---- phase 1: N ranks hold the state; raw I/O, saves, async, same-sharding loads ----
   on_ranks(n, mpi, [&](CommPtr comm) {

@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   bool bench_buffered = false, bench_no_reshard = false, bench_no_async = false;
   bench->add_flag("--no-direct", bench_buffered, "Buffered I/O instead of O_DIRECT");
+  bench->add_flag("--compress", bench_args.compress,
+                  "Saves store blocks byte-grouped and zstd-coded where smaller (format version 2)");
   bench->add_flag("--no-reshard", bench_no_reshard, "Skip the resharded loads");
   bench->add_flag("--no-async", bench_no_async, "Skip the async_save figures");
   bench->add_flag("--json", bench_args.json, "Print JSON for scripts (fields in bench/README.md)");
