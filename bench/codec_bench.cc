@@ -86,11 +86,11 @@ Result run(const Codec& codec, const std::vector<std::byte>& data, size_t block,
   return {static_cast<double>(stored) / static_cast<double>(data.size()), median(enc), median(dec)};
 }
 
-Codec zstd_codec(int level) {
+Codec zstd_codec(int level, size_t block) {
   auto cctx = std::shared_ptr<ZSTD_CCtx>(ZSTD_createCCtx(), ZSTD_freeCCtx);
   auto dctx = std::shared_ptr<ZSTD_DCtx>(ZSTD_createDCtx(), ZSTD_freeDCtx);
   Codec c;
-  c.bound = ZSTD_compressBound(16 << 20);
+  c.bound = ZSTD_compressBound(block);
   c.encode = [cctx, level](const std::byte* src, size_t n, std::byte* dst) -> size_t {
     const size_t r = ZSTD_compressCCtx(cctx.get(), dst, ZSTD_compressBound(n), src, n, level);
     return ZSTD_isError(r) || r >= n ? 0 : r;
@@ -144,8 +144,8 @@ int main(int argc, char** argv) {
     return decoder->decode(src, len, dst, n).empty();
   };
   const Result dcpp = run(ours, data, block, runs);
-  const Result z1 = run(zstd_codec(1), data, block, runs);
-  const Result z3 = run(zstd_codec(3), data, block, runs);
+  const Result z1 = run(zstd_codec(1, block), data, block, runs);
+  const Result z3 = run(zstd_codec(3, block), data, block, runs);
   std::printf("{\n  \"bytes\": %zu, \"block\": %zu, \"width\": %u, \"level\": %d, \"runs\": %d,\n", data.size(), block,
               width, level, runs);
   print("dcpp", dcpp, false);

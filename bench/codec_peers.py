@@ -80,6 +80,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default=None, help="scratch directory for the data files (default: a temp dir)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--only", default=None, help="comma-separated sets to run, e.g. random-bfloat16,minilm-float32")
     args = ap.parse_args()
 
     weights = minilm_fp32()
@@ -89,6 +90,9 @@ def main():
             ("random", "bfloat16", random), ("random", "float32", random)]
     results = []
     scratch = args.dir or tempfile.mkdtemp(prefix="dcpp-codec-")
+    if args.only:
+        wanted = set(args.only.split(","))
+        sets = [s for s in sets if f"{s[0]}-{s[1]}" in wanted]
     for name, dtype, source in sets:
         data = tile(to_dtype(source, dtype), args.size)
         path = os.path.join(scratch, f"{name}-{dtype}.bin")
