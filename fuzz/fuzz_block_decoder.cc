@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   n = n % (1u << 20) + 1;
   // Exactly sized buffers, so AddressSanitizer sees any overrun.
   std::vector<std::byte> stored(size - 4), out(n);
-  std::memcpy(stored.data(), data + 4, size - 4);
+  if (size > 4) std::memcpy(stored.data(), data + 4, size - 4);
   static BlockDecoder decoder;
   static BlockEncoder encoder;
   if (!decoder.decode(stored.data(), stored.size(), out.data(), n).empty()) return 0;
