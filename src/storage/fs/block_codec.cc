@@ -15,6 +15,7 @@ namespace dcpp::fs_detail {
 namespace {
 
 constexpr unsigned kMaxWidth = 8;
+constexpr size_t kEntropySample = 64 << 10;
 
 size_t group_size(size_t n, unsigned width, unsigned g) { return n > g ? (n - g + width - 1) / width : 0; }
 size_t header_size(unsigned width) { return 1 + 5 * static_cast<size_t>(width); }
@@ -171,7 +172,11 @@ size_t BlockEncoder::encode(const std::byte* src, size_t n, unsigned width, std:
     at += gn;
     GroupMode mode = GroupMode::kRaw;
     size_t stored = gn;
-    if (gn > 0 && entropy_bytes(reinterpret_cast<const uint8_t*>(gp), gn) < (1.0 - s.options.min_saving) * gn) {
+    // The estimate looks at a sample (the group's start): groups of one
+    // block are alike throughout, and zstd's own result decides in the end.
+    const size_t sample = std::min<size_t>(gn, kEntropySample);
+    if (gn > 0 &&
+        entropy_bytes(reinterpret_cast<const uint8_t*>(gp), sample) < (1.0 - s.options.min_saving) * sample) {
       const size_t rc = ZSTD_compress2(s.cctx, dst + out, ZSTD_compressBound(gn), gp, gn);
       if (ZSTD_isError(rc)) throw Error(ErrorCode::kInternal, std::string("zstd: ") + ZSTD_getErrorName(rc));
       if (rc < gn) {
