@@ -36,7 +36,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stack
           LSAN_OPTIONS=suppressions=$(CURDIR)/tests/reliability/lsan.supp:print_suppressions=0
 
 .PHONY: all deps configure build demo test test-release python-venv s3-venv python-package test-asan test-tsan fuzz fuzz-smoke fuzz-build bench \
-        bench-peers bench-s3 clean interop
+        bench-peers bench-s3 bench-codec clean interop
 
 all: build
 
@@ -122,7 +122,14 @@ bench-s3: s3-venv build
 TORCH_VENV ?= $(HOME)/.cache/dcpp/torch-venv
 bench-peers: build
 	@bash scripts/interop/torch-venv.sh $(TORCH_VENV)
+	@$(TORCH_VENV)/bin/python bench/codec_peers.py --codec-bench $(BUILD)/bench/codec_bench --json $(BUILD)/bench-codec.json
 	@PYTHONPATH=$(CURDIR)/$(BUILD)/python $(TORCH_VENV)/bin/python bench/peers_bench.py $(BENCH_ARGS) --dcpp $(BUILD)/dcpp --json $(BUILD)/bench-peers.json
+
+# `make bench-codec`: only the codec comparison of bench-peers (dcpp's block
+# codec, ZipNN, zstd 1 and 3 on real and random weights; bench/codec_peers.py).
+bench-codec: build
+	@bash scripts/interop/torch-venv.sh $(TORCH_VENV)
+	@$(TORCH_VENV)/bin/python bench/codec_peers.py --codec-bench $(BUILD)/bench/codec_bench $(CODEC_ARGS) --json $(BUILD)/bench-codec.json
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

@@ -38,6 +38,7 @@ struct BenchOptions {
   int write_threads = 2;    // writer threads per rank (dcpp and the raw baseline)
   int read_threads = 4;     // reader threads per rank (dcpp and the raw baseline)
   bool direct = true;       // O_DIRECT where the file system allows it
+  bool compress = false;    // saves store blocks encoded (FileSystemWriterOptions::compress)
   bool reshard = true;      // the resharded loads
   bool async = true;        // async_save figures
   bool json = false;        // print JSON instead of the table

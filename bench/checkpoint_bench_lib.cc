@@ -100,9 +100,15 @@ Placement transposed(const Spec& s) {
 
 namespace {
 
-// The value of global element `i` of a tensor: small integers, exact in bf16.
+// The value of global element `i` of a tensor: uniform in [-1, 1) with
+// random mantissa bits (a hash of i and salt), so that compression meets
+// its worst case (bf16 stores the value's high 16 bits, checked the same way).
 inline float value_at(uint64_t i, uint32_t salt) {
-  return static_cast<float>(static_cast<int>(((i * 2654435761u + salt * 40503u) >> 9) % 251) - 125);
+  uint64_t x = i * 0x9E3779B97F4A7C15ull + salt * 0xD1B54A32D192ED03ull + 1;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return static_cast<float>(static_cast<double>(x >> 40) / static_cast<double>(1u << 23) - 1.0);
 }
 
 // Fills (or, with check, compares) a local piece at `offset` of a 1-D or 2-D global tensor.
@@ -122,7 +128,7 @@ bool fill_or_check(const Tensor& local, const Shape& global_shape, const Shape& 
         const float v = value_at(base + static_cast<uint64_t>(c), salt);
         uint32_t bits;
         std::memcpy(&bits, &v, 4);
-        const uint16_t b = static_cast<uint16_t>(bits >> 16);  // exact: small integers
+        const uint16_t b = static_cast<uint16_t>(bits >> 16);  // bf16: the high half, saved and checked alike
         if (check) {
           if (p[c] != b) return false;
         } else {
@@ -330,6 +336,7 @@ BenchReport run_bench(const BenchOptions& in) {
   FileSystemWriterOptions wopts;
   wopts.direct_io = o.direct;
   wopts.io_threads = static_cast<size_t>(std::max(o.write_threads, 1));
+  wopts.compress = o.compress;
 
   // ---- phase 1: N ranks hold the state; raw I/O, saves, async, same-sharding loads ----
   on_ranks(n, mpi, [&](CommPtr comm) {

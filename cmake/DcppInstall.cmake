@@ -29,11 +29,11 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/dcppConfigVersion.c
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/dcppConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/dcppConfigVersion.cmake
         DESTINATION ${dcpp_cmake_dir})
 
-# pkg-config: the archives, then what they link privately (xxHash, simdjson,
+# pkg-config: the archives, then what they link privately (xxHash, zstd, simdjson,
 # libcurl and libcrypto for the s3 layer,
 # Open MPI when the MPI backend is built, the CUDA runtime when CUDA is, threads).
 list(JOIN dcpp_pc_libs " " DCPP_PC_LIBS)
-set(DCPP_PC_REQUIRES "libxxhash simdjson libcurl libcrypto")
+set(DCPP_PC_REQUIRES "libxxhash libzstd simdjson libcurl libcrypto")
 set(DCPP_PC_PRIVATE_LIBS "-pthread")
 if(DCPP_CUDA)
   set(DCPP_PC_PRIVATE_LIBS "-L${CUDAToolkit_LIBRARY_DIR} -lcudart -pthread")

@@ -7,8 +7,8 @@ packages=(
   cmake g++ make pkg-config ccache
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenmpi-dev openmpi-bin
-  libxxhash-dev libsimdjson-dev libcurl4-openssl-dev libssl-dev libfmt-dev libcli11-dev libdlpack-dev
-  python3 python3-numpy
+  libxxhash-dev libzstd-dev libsimdjson-dev libcurl4-openssl-dev libssl-dev libfmt-dev libcli11-dev libdlpack-dev
+  python3 python3-numpy python3-zstandard
   clang-14 libclang-rt-14-dev
 )
 

@@ -56,6 +56,15 @@ struct CheckpointManagerOptions {
   // of the latest complete step (its data plus its metadata file).
   bool check_free_space = true;
   uint64_t block_size = kDefaultBlockSize;  // checksum block size of new checkpoints
+  // Store blocks encoded where smaller (FileSystemWriterOptions::compress).
+  bool compress = false;
+  // Incremental saves: every step records its chunks' XXH3-128, and a chunk
+  // whose bytes equal the same chunk of the latest other complete step is
+  // not written again; the new step refers to the data file that holds it
+  // (docs/format.md, "References"). Retention never removes a step that a
+  // kept step refers to, and saving again over a step that another step
+  // refers to is refused (Error(kInvalidArgument)).
+  bool incremental = false;
   // The communicator of collective calls. Null: save/load use
   // SaveOptions::comm / LoadOptions::comm, else the state dict's DTensors'
   // (infer_communicator), else single process; the other methods run as a

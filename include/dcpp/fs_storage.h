@@ -34,7 +34,7 @@
 
 namespace dcpp {
 
-inline constexpr uint32_t kFsFormatVersion = 1;   // the newest version this dcpp reads and writes
+inline constexpr uint32_t kFsFormatVersion = 2;   // the newest version this dcpp reads (and writes when blocks are encoded)
 inline constexpr std::string_view kFsFormatName = "dcpp";
 inline constexpr std::string_view kMetadataFileName = "dcpp.metadata";
 inline constexpr uint64_t kDefaultBlockSize = 1 << 20;
@@ -61,6 +61,14 @@ std::string metadata_to_json(const Metadata& metadata, bool pretty = true);
 // Throws Error(kCorrupt) naming `key` and `file` unless `file` is a plain
 // relative path: not empty, not absolute, no empty, "." or ".." component, no NUL.
 void validate_relative_file_name(const std::string& key, const std::string& file);
+// Format version 2 also allows a reference into a sibling checkpoint of the
+// same parent directory (incremental saves): "../<checkpoint>/<file>", where
+// <checkpoint> is one component not starting with '.', and <file> passes
+// validate_relative_file_name. Error(kCorrupt) otherwise.
+void validate_data_file_name(const std::string& key, const std::string& file);
+// "../step-000100/data-00000.bin" → "step-000100"; nullopt for a file of the
+// checkpoint's own directory.
+std::optional<std::string> referenced_checkpoint(const std::string& file);
 
 // ---- checkpoint directory state ----
 
@@ -123,6 +131,29 @@ struct FileSystemWriterOptions {
   // Items are cut into units of about this many bytes (whole checksum
   // blocks) that the writer threads take in file order.
   uint64_t write_unit_bytes = 16 << 20;
+  // Lossless compression (docs/format.md, "Encoded blocks"): every checksum
+  // block is byte-grouped by dtype and entropy-coded with zstd on the writer
+  // threads, and stored encoded when that is smaller, raw otherwise. The
+  // checkpoint is then format version 2 (dcpp before version 2 cannot read
+  // it). Off by default. Needs a block_size that is a multiple of 4096 (the
+  // constructor says so otherwise).
+  bool compress = false;
+  // zstd level for each byte group; levels below 1 are zstd's fast levels,
+  // with literals still Huffman-coded (entropy coding at little search cost).
+  int compress_level = -1000;
+  // Record each tensor chunk's XXH3-128 in the metadata (format version 2),
+  // what a later incremental save compares against.
+  bool content_hashes = false;
+  // Incremental save: an earlier checkpoint in the same parent directory
+  // (its metadata, and its directory name). A tensor chunk whose key,
+  // offsets, sizes and dtype match a chunk of it that has a content hash,
+  // and whose bytes hash the same, is not written: the new metadata refers
+  // to the bytes where the earlier checkpoint keeps them
+  // ("../<base_name>/data-00000.bin", or the checkpoint that one refers to).
+  // Implies content_hashes. A checkpoint that refers to another needs it to
+  // stay (CheckpointManager's retention keeps it).
+  std::shared_ptr<const Metadata> base = nullptr;
+  std::string base_name = {};
 };
 
 class FileSystemWriter final : public StorageWriter {

@@ -6,7 +6,9 @@
 // build it from their own headers. Plain values; no thread-safety concerns.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,15 +17,38 @@
 
 namespace dcpp {
 
+// How one checksum block of an item is stored when the item's blocks are
+// encoded (native format version 2): its encoding (0 = raw, 1 = byte-grouped
+// entropy coding; docs/format.md) and the byte range it occupies, relative to
+// the item's byte_offset.
+struct StoredBlock {
+  uint8_t encoding = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool operator==(const StoredBlock&) const = default;
+};
+
 // Where one saved item's bytes are: a byte range of one data file, with one
-// XXH3-64 checksum per `block_size` bytes of the range (the last block may be
-// shorter).
+// XXH3-64 checksum per `block_size` bytes of the item (the last block may be
+// shorter). Checksums always cover the item's bytes as loaded (decoded).
 struct StorageLocation {
   std::string file;  // relative to the checkpoint directory, validated on read
   uint64_t byte_offset = 0;
-  uint64_t byte_length = 0;
+  uint64_t byte_length = 0;  // the item's length as loaded (decoded)
   std::vector<uint64_t> block_checksums;
+  // Empty: block k lies raw at byte_offset + k * block_size. Otherwise one
+  // entry per block (the native format's encoded items).
+  std::vector<StoredBlock> stored_blocks;
+  // XXH3-128 (seed 0) of the item's bytes as loaded, {low64, high64}, when
+  // the writer recorded it (native format version 2; incremental saves
+  // compare against it).
+  std::optional<std::array<uint64_t, 2>> content_hash;
   bool operator==(const StorageLocation&) const = default;
+
+  // Bytes the item occupies in its file.
+  uint64_t stored_length() const {
+    return stored_blocks.empty() ? byte_length : stored_blocks.back().offset + stored_blocks.back().length;
+  }
 };
 
 // One saved piece of a tensor: the box [offsets, offsets + sizes) of the

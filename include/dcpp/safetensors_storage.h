@@ -38,6 +38,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
 #include "dcpp/metadata.h"
 #include "dcpp/storage.h"
@@ -166,6 +167,9 @@ void consolidate_to_safetensors(const std::string& src_path, const std::string& 
 // Converts any supported checkpoint at `src_path` into the native format
 // at `dst_path` (one chunk per tensor; one tensor in memory at a time).
 void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs = nullptr);
+// The same with the native writer's options (e.g. `compress`; its
+// filesystem, when set, is also the one the source is read through).
+void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, const FileSystemWriterOptions& options);
 
 // Converts any supported checkpoint at `src_path` into PyTorch DCP's layout
 // at `dst_path` (one chunk per tensor, one `.distcp` file; one tensor in

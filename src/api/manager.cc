@@ -198,6 +198,45 @@ std::optional<int64_t> latest_complete(const std::vector<StepInfo>& steps) {
   return std::nullopt;
 }
 
+// The steps whose data files the checkpoint at `path` refers to (incremental
+// saves). A checkpoint whose metadata cannot be read refers to nothing
+// known; it is kept or pruned on its own merits.
+std::set<int64_t> referenced_steps(FileSystem& fs, const std::string& path) {
+  std::set<int64_t> steps;
+  Metadata md;
+  try {
+    md = read_fs_metadata(fs, path);
+  } catch (const Error&) {
+    return steps;
+  }
+  auto add = [&](const StorageLocation& loc) {
+    if (auto dir = referenced_checkpoint(loc.file)) {
+      if (auto s = parse_step_dir_name(*dir)) steps.insert(*s);
+    }
+  };
+  for (const auto& [key, t] : md.tensors) {
+    for (const auto& c : t.chunks) add(c.location);
+  }
+  for (const auto& [key, v] : md.values) add(v.location);
+  return steps;
+}
+
+// Saving over a complete step that another step refers to would replace
+// the files that step reads: refused.
+void refuse_if_referenced(FileSystem& fs, const std::string& root, const std::vector<StepInfo>& steps, int64_t step) {
+  bool exists = false;
+  for (const StepInfo& s : steps) exists = exists || (s.step == step && s.complete());
+  if (!exists) return;
+  for (const StepInfo& s : steps) {
+    if (!s.complete() || s.step == step) continue;
+    if (referenced_steps(fs, s.path).count(step)) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "cannot save step " + std::to_string(step) + " again under " + quoted(root) + ": step " +
+                      std::to_string(s.step) + " refers to its data files (incremental save); nothing was written");
+    }
+  }
+}
+
 // The newest complete step under `root` as the coordinator sees it, on every rank.
 std::optional<int64_t> latest_on_coordinator(const Group& group, FileSystem& fs, const std::string& root) {
   Blob payload = decide(group, [&]() -> Blob {
@@ -279,6 +318,39 @@ void CheckpointManager::save(int64_t step, const StateDict& state_dict, SaveOpti
   wopts.filesystem = fs_;
   wopts.overwrite = true;
   wopts.block_size = options_.block_size;
+  wopts.compress = options_.compress;
+  if (options_.incremental) {
+    wopts.content_hashes = true;
+    // The base: the newest complete step other than this one, as the
+    // coordinator sees it; every rank reads its metadata for its own chunks.
+    Blob payload = decide(group, [&]() -> Blob {
+      WireWriter w;
+      int64_t base = -1;
+      const std::vector<StepInfo> steps = scan_steps(fs(), root_);
+      refuse_if_referenced(fs(), root_, steps, step);
+      for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+        if (it->complete() && it->step != step) {
+          base = it->step;
+          break;
+        }
+      }
+      w.i64(base);
+      return w.take();
+    });
+    WireReader r(payload);
+    if (const int64_t base = r.i64(); base >= 0) {
+      try {
+        wopts.base = std::make_shared<const Metadata>(read_fs_metadata(fs(), step_path(base)));
+        wopts.base_name = step_dir_name(base);
+      } catch (const Error& e) {
+        // An unreadable base only costs the saving: this step is written in full.
+        if (e.code() != ErrorCode::kCorrupt && e.code() != ErrorCode::kNotFound &&
+            e.code() != ErrorCode::kUnsupported) {
+          throw;
+        }
+      }
+    }
+  }
   FileSystemWriter writer(path, wopts);
   dcpp::save(state_dict, writer, options);
 
@@ -294,6 +366,14 @@ void CheckpointManager::save(int64_t step, const StateDict& state_dict, SaveOpti
     std::set<int64_t> keep;
     keep.insert(step);
     for (size_t i = 0; i < complete.size() && i < policy.keep_last; ++i) keep.insert(complete[complete.size() - 1 - i]);
+    for (int64_t s : complete) {
+      if (policy.keep_every > 0 && s % policy.keep_every == 0) keep.insert(s);
+    }
+    // Steps that a kept step refers to stay (references never chain, so
+    // one pass finds them all).
+    for (int64_t s : std::set<int64_t>(keep)) {
+      for (int64_t r : referenced_steps(fs, join(root_, step_dir_name(s)))) keep.insert(r);
+    }
     std::vector<std::string> failures;
     for (int64_t s : complete) {
       if (keep.count(s) || (policy.keep_every > 0 && s % policy.keep_every == 0)) continue;

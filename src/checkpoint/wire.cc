@@ -67,6 +67,17 @@ void write_results(WireWriter& w, const std::vector<WriteResult>& results) {
     w.u64(res.location.byte_length);
     w.u64(res.location.block_checksums.size());
     for (uint64_t c : res.location.block_checksums) w.u64(c);
+    w.u64(res.location.stored_blocks.size());
+    for (const StoredBlock& b : res.location.stored_blocks) {
+      w.u8(b.encoding);
+      w.u64(b.offset);
+      w.u64(b.length);
+    }
+    w.u8(res.location.content_hash ? 1 : 0);
+    if (res.location.content_hash) {
+      w.u64((*res.location.content_hash)[0]);
+      w.u64((*res.location.content_hash)[1]);
+    }
   }
 }
 
@@ -82,6 +93,16 @@ std::vector<WriteResult> read_results(WireReader& r) {
     res.location.byte_length = r.u64();
     res.location.block_checksums.resize(r.u64());
     for (auto& c : res.location.block_checksums) c = r.u64();
+    res.location.stored_blocks.resize(r.u64());
+    for (auto& b : res.location.stored_blocks) {
+      b.encoding = r.u8();
+      b.offset = r.u64();
+      b.length = r.u64();
+    }
+    if (r.u8()) {
+      const uint64_t lo = r.u64();
+      res.location.content_hash = std::array<uint64_t, 2>{lo, r.u64()};
+    }
   }
   return out;
 }

@@ -44,6 +44,7 @@ struct ConvertArgs {
   std::string to;              // "safetensors", "torch-dcp" or "dcpp"
   std::string max_shard_size;  // "" = one file; "5GB", "500MiB", "1024"
   bool torch_compatible = false;
+  bool compress = false;  // dcpp: store blocks encoded where smaller (format version 2)
   std::string dst;
 };
 struct DemoArgs {

@@ -55,6 +55,10 @@ int run_convert(const ConvertArgs& args) {
     std::fprintf(stderr, "dcpp convert: --max-shard-size and --torch-compatible apply to --to safetensors only\n");
     return kExitUsage;
   }
+  if (args.to != "dcpp" && args.compress) {
+    std::fprintf(stderr, "dcpp convert: --compress applies to --to dcpp only\n");
+    return kExitUsage;
+  }
   Detection d = detect_checkpoint(args.src);
   if (d.kind != Detection::kFound) {
     std::fprintf(stderr, "dcpp convert: %s\n", d.message.c_str());
@@ -74,7 +78,9 @@ int run_convert(const ConvertArgs& args) {
   } else if (args.to == "torch-dcp") {
     convert_to_torch_dcp(d.path, dst);
   } else {
-    convert_to_dcpp(d.path, dst);
+    FileSystemWriterOptions options;
+    options.compress = args.compress;
+    convert_to_dcpp(d.path, dst, options);
   }
   FileSystem& fs = *default_file_system();
   uint64_t files = 0, bytes = 0;

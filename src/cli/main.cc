@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
                       "safetensors: start a new file after this many bytes (5GB, 500MiB, 1024); default one file");
   convert->add_flag("--torch-compatible", convert_args.torch_compatible,
                     "safetensors: refuse dtypes PyTorch's HF reader cannot load (bool, fp8)");
+  convert->add_flag("--compress", convert_args.compress,
+                    "dcpp: store each checksum block byte-grouped and zstd-coded where that is smaller "
+                    "(format version 2)");
   convert->footer(kExitCodes);
 
   DemoArgs demo_args;
@@ -112,6 +115,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   bool bench_buffered = false, bench_no_reshard = false, bench_no_async = false;
   bench->add_flag("--no-direct", bench_buffered, "Buffered I/O instead of O_DIRECT");
+  bench->add_flag("--compress", bench_args.compress,
+                  "Saves store blocks byte-grouped and zstd-coded where smaller (format version 2)");
   bench->add_flag("--no-reshard", bench_no_reshard, "Skip the resharded loads");
   bench->add_flag("--no-async", bench_no_async, "Skip the async_save figures");
   bench->add_flag("--json", bench_args.json, "Print JSON for scripts (fields in bench/README.md)");

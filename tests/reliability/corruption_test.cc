@@ -202,14 +202,19 @@ std::vector<uint64_t> sample_offsets(uint64_t size, size_t random, std::mt19937_
   return {at.begin(), at.end()};
 }
 
-TEST(reliability_Corruption, ByteFlipsAndTruncationsNeverReturnWrongData) {
-  const uint64_t seed = test_seed("reliability_Corruption.ByteFlipsAndTruncationsNeverReturnWrongData");
+// `compress`: the checkpoint stores encoded blocks (format version 2), so
+// flips land in zstd frames and group tables as well.
+void corruption_case(const std::string& name, bool compress) {
+  const uint64_t seed = test_seed(name);
   std::mt19937_64 rng(seed);
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   run_ranks(kWorld, [&](CommPtr comm) {
     StateDict sd = build(comm, false);
-    FileSystemWriter writer(path, {.block_size = kBlock});
+    FileSystemWriterOptions options;
+    options.block_size = kBlock;
+    options.compress = compress;
+    FileSystemWriter writer(path, options);
     save(sd, writer, SaveOptions{.comm = comm});
   });
   {
@@ -278,6 +283,24 @@ TEST(reliability_Corruption, ByteFlipsAndTruncationsNeverReturnWrongData) {
   EXPECT_EQ(flips.bad + cuts.bad, 0);
   // Truncating the metadata or a data file must always be noticed.
   EXPECT_EQ(cuts.identical, 0);
+  if (compress) {
+    Metadata md = read_fs_metadata(*default_file_system(), path);
+    size_t encoded = 0;
+    for (const auto& [key, t] : md.tensors) {
+      for (const auto& c : t.chunks) {
+        for (const auto& b : c.location.stored_blocks) encoded += b.encoding == 1;
+      }
+    }
+    EXPECT_GT(encoded, 0u) << "the compressed checkpoint should hold encoded blocks";
+  }
+}
+
+TEST(reliability_Corruption, ByteFlipsAndTruncationsNeverReturnWrongData) {
+  corruption_case("reliability_Corruption.ByteFlipsAndTruncationsNeverReturnWrongData", false);
+}
+
+TEST(reliability_Corruption, ByteFlipsAndTruncationsNeverReturnWrongDataCompressed) {
+  corruption_case("reliability_Corruption.ByteFlipsAndTruncationsNeverReturnWrongDataCompressed", true);
 }
 
 }  // namespace

@@ -44,8 +44,15 @@ struct CrashTally {
 };
 
 // Crashes a save at every step; `with_old`: over a complete old checkpoint.
-void crash_everywhere(bool with_old, bool exchange_supported, bool prefixes, CrashTally& tally) {
+// `compress`: both saves store encoded blocks (format version 2).
+void crash_everywhere(bool with_old, bool exchange_supported, bool prefixes, CrashTally& tally,
+                      bool compress = false) {
   TempDir tmp;
+  FileSystemWriterOptions old_options;
+  old_options.compress = compress;
+  FileSystemWriterOptions new_options;
+  new_options.io_threads = 1;
+  new_options.compress = compress;
   // How many steps a clean save takes (the count varies a little with thread
   // interleaving; the sweep goes two past it so that the last points crash
   // after the commit).
@@ -55,11 +62,11 @@ void crash_everywhere(bool with_old, bool exchange_supported, bool prefixes, Cra
     fs->set_rename_exchange_supported(exchange_supported);
     const std::string path = tmp.path() + "/count/ckpt";
     if (with_old) {
-      auto o = save_seed(path, kWorld, Generation::kOld, [&](int) { return fs; });
+      auto o = save_seed(path, kWorld, Generation::kOld, [&](int) { return fs; }, old_options);
       ASSERT_FALSE(o[0].threw) << o[0].message;
     }
     fs->make_all_durable();
-    auto o = save_seed(path, kWorld, Generation::kNew, [&](int) { return fs; }, {.io_threads = 1});
+    auto o = save_seed(path, kWorld, Generation::kNew, [&](int) { return fs; }, new_options);
     ASSERT_FALSE(o[0].threw) << o[0].message;
     clean_steps = fs->steps();
   }
@@ -76,12 +83,12 @@ void crash_everywhere(bool with_old, bool exchange_supported, bool prefixes, Cra
     auto fs = std::make_shared<CrashFileSystem>(root);
     fs->set_rename_exchange_supported(exchange_supported);
     if (with_old) {
-      auto o = save_seed(path, kWorld, Generation::kOld, [&](int) { return fs; });
+      auto o = save_seed(path, kWorld, Generation::kOld, [&](int) { return fs; }, old_options);
       EXPECT_FALSE(o[0].threw) << o[0].message;
     }
     fs->make_all_durable();
     fs->crash_at_step(k);
-    auto outcomes = save_seed(path, kWorld, Generation::kNew, [&](int) { return fs; }, {.io_threads = 1});
+    auto outcomes = save_seed(path, kWorld, Generation::kNew, [&](int) { return fs; }, new_options);
     const bool crashed = fs->crashed();
     const std::string site = short_site(crash_site(fs->step_log()), root);
     int threw = 0;
@@ -162,6 +169,16 @@ TEST(reliability_Crash, EveryStepOverCompleteCheckpoint) {
   CrashTally t;
   crash_everywhere(/*with_old=*/true, /*exchange_supported=*/true, /*prefixes=*/true, t);
   report("over a complete checkpoint", t);
+  EXPECT_EQ(t.lost + t.wrong, 0);
+  EXPECT_GT(t.found.count(Found::kOld), 0);
+  EXPECT_GT(t.found.count(Found::kNew), 0);
+}
+
+// The same sweep with compression: encoded blocks, placed as units finish.
+TEST(reliability_Crash, EveryStepOverCompleteCheckpointCompressed) {
+  CrashTally t;
+  crash_everywhere(/*with_old=*/true, /*exchange_supported=*/true, /*prefixes=*/false, t, /*compress=*/true);
+  report("over a complete checkpoint, compressed", t);
   EXPECT_EQ(t.lost + t.wrong, 0);
   EXPECT_GT(t.found.count(Found::kOld), 0);
   EXPECT_GT(t.found.count(Found::kNew), 0);

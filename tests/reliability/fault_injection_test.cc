@@ -162,6 +162,36 @@ TEST(reliability_Faults, EveryKthCallOfEveryRankFailsCleanly) {
   EXPECT_EQ(tally.ok_saves, housekeeping_cases);
 }
 
+// Compressed saves (units placed in order as their encoding ends): every
+// pwrite of every rank fails with EIO, or comes back short.
+TEST(reliability_Faults, CompressedSavesFailCleanlyAtEveryWrite) {
+  TempDir tmp;
+  auto counts = count_calls(tmp.path());
+  FileSystemWriterOptions compressed;
+  compressed.compress = true;
+  Tally eio, short_writes;
+  for (int rank = 0; rank < kWorld; ++rank) {
+    const uint64_t writes = counts[rank][static_cast<int>(FsOp::kPwrite)];
+    for (uint64_t k = 1; k <= writes; ++k) {
+      const std::string r = "rank " + std::to_string(rank) + " pwrite #" + std::to_string(k) + " (compressed)";
+      run_case(tmp.path(), r + " fails with EIO", rank,
+               [&](FaultInjectingFileSystem& fs) { fs.add_fault(Fault{.op = FsOp::kPwrite, .nth = k, .error = EIO}); },
+               false, eio, compressed);
+      run_case(tmp.path(), r + " is cut short", rank,
+               [&](FaultInjectingFileSystem& fs) {
+                 fs.add_fault(Fault{.op = FsOp::kPwrite, .nth = k, .short_write = true});
+               },
+               true, short_writes, compressed);
+    }
+  }
+  std::printf("[faults] compressed: EIO at a pwrite: %d cases, %d fired, %d saves failed, path after failure %s; "
+              "short writes: %d cases, %d saves succeeded; lost or wrong data: %d\n",
+              eio.cases, eio.injected, eio.failed_saves, eio.after_failure.summary().c_str(), short_writes.cases,
+              short_writes.ok_saves, eio.bad + short_writes.bad);
+  EXPECT_EQ(eio.bad + short_writes.bad, 0);
+  EXPECT_GT(eio.injected, 0);
+}
+
 TEST(reliability_Faults, FullDiskAndShortWritesOnEveryRank) {
   TempDir tmp;
   auto counts = count_calls(tmp.path());

@@ -121,7 +121,11 @@ int main(int argc, char** argv) {
       sd.set("generation", static_cast<int64_t>(generation));
       comm->barrier();
       if (comm->rank() == 0) log_line("saving");
-      FileSystemWriter writer(path, {.filesystem = fs});
+      FileSystemWriterOptions options;
+      options.filesystem = fs;
+      const char* compress = std::getenv("DCPP_KILL_COMPRESS");
+      options.compress = compress && std::string(compress) == "1";
+      FileSystemWriter writer(path, options);
       save(sd, writer, SaveOptions{.comm = comm});
     });
     log_line("done");

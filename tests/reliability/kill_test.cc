@@ -122,8 +122,11 @@ int64_t held_generation(const std::string& path, uint32_t a, uint32_t b, std::st
   return g;
 }
 
-TEST(reliability_Kill, SigkillDuringA200MBSave) {
-  const uint64_t seed = test_seed("reliability_Kill.SigkillDuringA200MBSave");
+// `compress`: the child saves with FileSystemWriterOptions::compress (it
+// reads DCPP_KILL_COMPRESS from its environment).
+void sigkill_during_save(const std::string& name, bool compress, int n) {
+  const uint64_t seed = test_seed(name);
+  ::setenv("DCPP_KILL_COMPRESS", compress ? "1" : "0", 1);
   TempDir tmp;
   const std::string path = tmp.path() + "/ckpt";
   const std::string log = tmp.path() + "/steps.log";
@@ -144,7 +147,6 @@ TEST(reliability_Kill, SigkillDuringA200MBSave) {
   uint32_t complete = 0;  // the last generation known complete on disk
   std::map<std::string, int> phases;
   int old_held = 0, new_held = 0, completed = 0, wrong = 0, lost = 0;
-  const int n = trials();
   for (int trial = 1; trial <= n; ++trial) {
     const uint64_t trial_seed = seed + static_cast<uint64_t>(trial);
     std::mt19937_64 rng(trial_seed);
@@ -211,6 +213,15 @@ TEST(reliability_Kill, SigkillDuringA200MBSave) {
               "%d times, the new one %d times; lost data %d, wrong data %d; kills landed in:%s\n",
               n, n - completed, completed, old_held, new_held, lost, wrong, where.c_str());
   EXPECT_EQ(lost + wrong, 0);
+}
+
+TEST(reliability_Kill, SigkillDuringA200MBSave) {
+  sigkill_during_save("reliability_Kill.SigkillDuringA200MBSave", false, trials());
+}
+
+// Fewer trials: the same protocol, with units placed as their encoding ends.
+TEST(reliability_Kill, SigkillDuringACompressedSave) {
+  sigkill_during_save("reliability_Kill.SigkillDuringACompressedSave", true, std::max(1, trials() / 5));
 }
 
 }  // namespace

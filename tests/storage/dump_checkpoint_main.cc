@@ -1,6 +1,11 @@
 // Writes a native checkpoint of tensors of every dtype, chunked over 3
 // simulated ranks, plus each full tensor as a .npy file, for
-// independent_reader.py to cross-check: dump_checkpoint <out-dir>.
+// independent_reader.py to cross-check: dump_checkpoint <out-dir> [--compress].
+// With --compress the checkpoint is saved compressed (format version 2) and
+// the bytes are made compressible (few distinct high bytes per element); it
+// is also an incremental save over <out>/base, a checkpoint in which every
+// other tensor held different bytes, so the rest are references into it.
+
 // Layout: <out>/ckpt (the checkpoint), <out>/dump/<n>.npy, <out>/dump/manifest.txt
 // ("<key> <dtype> <n>.npy" per line).
 #include <cstdio>
@@ -59,7 +64,8 @@ void write_npy(const std::string& path, const Tensor& t) {
 
 // Fills a tensor with deterministic bytes (every bit pattern is a valid
 // element for the byte comparison, except bool, which must be 0 or 1).
-Tensor make(const Shape& shape, DType dtype, uint64_t seed) {
+Tensor make(const Shape& shape, DType dtype, uint64_t seed, bool compressible) {
+  const size_t elem = dtype_size(dtype);
   Tensor t = Tensor::empty(shape, dtype);
   auto* p = static_cast<unsigned char*>(t.nbytes() ? t.data_ptr() : nullptr);
   uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -68,6 +74,8 @@ Tensor make(const Shape& shape, DType dtype, uint64_t seed) {
     x ^= x >> 7;
     x ^= x << 17;
     p[i] = dtype == DType::kBool ? static_cast<unsigned char>(x & 1) : static_cast<unsigned char>(x >> 24);
+    // Like the sign-and-exponent byte of trained weights: a few values.
+    if (compressible && dtype != DType::kBool && i % elem == elem - 1) p[i] = static_cast<unsigned char>(0x3C | (x & 3));
   }
   return t;
 }
@@ -87,15 +95,16 @@ void shard(std::vector<testing::TestSavePlanner>& ranks, const std::string& key,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: dump_checkpoint <out-dir>\n";
+  const bool compress = argc == 3 && std::string(argv[2]) == "--compress";
+  if (argc != 2 && !compress) {
+    std::cerr << "usage: dump_checkpoint <out-dir> [--compress]\n";
     return 2;
   }
   try {
     const std::string out = argv[1];
     std::filesystem::remove_all(out);
     std::filesystem::create_directories(out + "/dump");
-    std::vector<testing::TestSavePlanner> ranks(3);
+    std::vector<testing::TestSavePlanner> ranks(3), base_ranks(3);
     struct Spec {
       std::string key;
       Shape shape;
@@ -122,19 +131,31 @@ int main(int argc, char** argv) {
     std::ofstream manifest(out + "/dump/manifest.txt");
     for (size_t i = 0; i < specs.size(); ++i) {
       const Spec& s = specs[i];
-      Tensor t = make(s.shape, s.dtype, i + 1);
+      Tensor t = make(s.shape, s.dtype, i + 1, compress);
+      Tensor before = i % 2 ? make(s.shape, s.dtype, i + 101, compress) : t;
       if (s.dim < 0) {
         ranks[1].add_chunk(s.key, t, Shape(t.dim(), 0), t.sizes());
+        base_ranks[1].add_chunk(s.key, before, Shape(t.dim(), 0), t.sizes());
       } else {
         shard(ranks, s.key, t, s.dim);
+        shard(base_ranks, s.key, before, s.dim);
       }
       std::string file = std::to_string(i) + ".npy";
       write_npy(out + "/dump/" + file, t);
       manifest << s.key << " " << dtype_name(s.dtype) << " " << file << "\n";
     }
     ranks[0].add_value("meta.note", ValueKind::kString, Bytes{std::byte{'o'}, std::byte{'k'}});
+    base_ranks[0].add_value("meta.note", ValueKind::kString, Bytes{std::byte{'o'}, std::byte{'k'}});
     FileSystemWriterOptions options;
     options.block_size = 4096;
+    options.compress = compress;
+    if (compress) {
+      FileSystemWriterOptions base_options = options;
+      base_options.content_hashes = true;
+      testing::run_save(out + "/base", base_ranks, base_options);
+      options.base = std::make_shared<const Metadata>(read_fs_metadata(*default_file_system(), out + "/base"));
+      options.base_name = "base";
+    }
     testing::run_save(out + "/ckpt", ranks, options);
     std::cout << "wrote " << specs.size() << " tensors to " << out << "/ckpt\n";
     return 0;

@@ -570,7 +570,7 @@ TEST(storage_FsStorage, BlockReaderReadsBoxesDirectly) {
   expect_error([&] { reader.read_box("t", c.location, DType::kFloat32, c.sizes, {2, 0, 0}, {2, 1, 1}, dest); },
                ErrorCode::kInvalidArgument);
   StorageLocation evil = c.location;
-  evil.file = "../ckpt/data-00000.bin";
+  evil.file = "../../ckpt/data-00000.bin";  // "../<sibling>/<file>" is a reference (version 2); deeper is not
   expect_error([&] { reader.read_bytes("t", evil); }, ErrorCode::kCorrupt);
 }
 

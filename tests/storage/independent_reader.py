@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """An independent reader of the dcpp native checkpoint format, written from
-docs/format.md alone (Python standard library + numpy).
+docs/format.md alone (Python standard library + numpy; zstandard for the
+encoded blocks of format version 2).
 
     independent_reader.py <checkpoint-dir> [<dump-dir>]
 
@@ -195,7 +196,7 @@ def xxh3_64(data):
 # ---------------------------------------------------------------- format
 
 MAGIC = b"DCPPMETA"
-MAX_VERSION = 1
+MAX_VERSION = 2
 NO_FILE = 0xFFFFFFFF
 
 # code -> (name, element size, numpy dtype for the raw bytes)
@@ -254,7 +255,13 @@ class Cursor:
         return self.take(n, what).decode("utf-8")
 
 
-def check_file_name(key, name):
+def check_file_name(key, name, version=1):
+    if version >= 2 and name.startswith("../"):
+        # A reference into a sibling checkpoint: ../<checkpoint>/<plain name>.
+        parts = name.split("/")
+        if len(parts) < 3 or not parts[1] or parts[1].startswith("."):
+            raise FormatError("key %r names an unsafe data file %r" % (key, name))
+        name = "/".join(parts[2:])
     parts = name.split("/")
     if (not name or name.startswith("/") or "\0" in name
             or any(p in ("", ".", "..") for p in parts)):
@@ -295,8 +302,29 @@ def parse_metadata(buf):
             name = None
         else:
             name = files[index]
-            check_file_name(key, name)
-        return {"file": name, "offset": off, "length": length, "checksums": sums}
+            check_file_name(key, name, version)
+        stored = None
+        if version >= 2:
+            flags = c.u8("location flags")
+            if flags & ~3:
+                raise FormatError("key %r: unknown location flags %d" % (key, flags))
+            if flags & 1:
+                stored = []
+                for k in range(nblocks):
+                    enc = c.u8("block encoding")
+                    boff = c.u64("block offset")
+                    blen = c.u64("block stored length")
+                    decoded = min(block, length - k * block)
+                    if enc not in (0, 1):
+                        raise FormatError("key %r block %d: unknown encoding %d" % (key, k, enc))
+                    if (enc == 0 and blen != decoded) or blen == 0:
+                        raise FormatError("key %r block %d: bad stored length %d" % (key, k, blen))
+                    if (k == 0 and boff != 0) or (stored and boff < stored[-1][1] + stored[-1][2]):
+                        raise FormatError("key %r block %d: bad stored offset %d" % (key, k, boff))
+                    stored.append((enc, boff, blen))
+            if flags & 2:
+                c.take(16, "content hash")  # XXH3-128 of the item; not needed to read it
+        return {"file": name, "offset": off, "length": length, "checksums": sums, "stored": stored}
 
     tensors = {}
     for _ in range(c.u64("tensor_count")):
@@ -334,17 +362,60 @@ def parse_metadata(buf):
     return md
 
 
+def decode_grouped(enc, n, key, where):
+    """Encoding 1: a group table, then the byte groups (raw or one zstd frame
+    each); byte i of the block is byte i // G of group i % G."""
+    import zstandard
+    if not enc or not 1 <= enc[0] <= 8:
+        raise FormatError("key %r: bad group count at %s" % (key, where))
+    g = enc[0]
+    pos = 1 + 5 * g
+    if len(enc) < pos:
+        raise FormatError("key %r: truncated group table at %s" % (key, where))
+    out = bytearray(n)
+    for j in range(g):
+        mode = enc[1 + 5 * j]
+        length = struct.unpack("<I", enc[2 + 5 * j:6 + 5 * j])[0]
+        size = (n - j + g - 1) // g if n > j else 0
+        body = enc[pos:pos + length]
+        if len(body) != length:
+            raise FormatError("key %r: group %d runs past its block at %s" % (key, j, where))
+        if mode == 0:
+            group = body
+        elif mode == 1:
+            group = zstandard.ZstdDecompressor().decompress(body, max_output_size=size)
+        else:
+            raise FormatError("key %r: unknown group mode %d at %s" % (key, mode, where))
+        if len(group) != size:
+            raise FormatError("key %r: group %d holds %d bytes, expected %d, at %s" % (key, j, len(group), size, where))
+        out[j::g] = group
+        pos += length
+    if pos != len(enc):
+        raise FormatError("key %r: trailing bytes in encoded block at %s" % (key, where))
+    return bytes(out)
+
+
 def read_item(ckpt, loc, block, key):
-    """The item's bytes, each block verified against its checksum."""
+    """The item's bytes (decoded), each block verified against its checksum."""
     if loc["length"] == 0:
         return b""
     if loc["offset"] % 4096:
         raise FormatError("key %r: item offset %d is not 4096-aligned" % (key, loc["offset"]))
+    stored = loc["stored"]
     with open(os.path.join(ckpt, loc["file"]), "rb") as f:
         f.seek(loc["offset"])
-        data = f.read(loc["length"])
-    if len(data) != loc["length"]:
+        span = loc["length"] if stored is None else stored[-1][1] + stored[-1][2]
+        data = f.read(span)
+    if len(data) != span:
         raise FormatError("key %r: data file %s is too short" % (key, loc["file"]))
+    if stored is not None:
+        pieces = []
+        for k, (enc, boff, blen) in enumerate(stored):
+            n = min(block, loc["length"] - k * block)
+            body = data[boff:boff + blen]
+            where = "%s byte offset %d" % (loc["file"], loc["offset"] + boff)
+            pieces.append(body if enc == 0 else decode_grouped(body, n, key, where))
+        data = b"".join(pieces)
     for k, expected in enumerate(loc["checksums"]):
         got = xxh3_64(data[k * block:(k + 1) * block])
         if got != expected:
@@ -382,6 +453,10 @@ def main(argv):
     for key, v in md["values"].items():
         read_item(ckpt, v["location"], md["block_size"], key)
     nblocks = sum(len(c["location"]["checksums"]) for t in md["tensors"].values() for c in t["chunks"])
+    nencoded = sum(1 for t in md["tensors"].values() for c in t["chunks"]
+                   for b in (c["location"]["stored"] or []) if b[0] == 1)
+    if nencoded:
+        print("%d blocks stored encoded (byte groups + zstd), decoded and verified" % nencoded)
     print("%d tensors, %d values; %d data blocks verified (XXH3-64)" % (len(assembled), len(md["values"]), nblocks))
     if len(argv) == 2:
         return 0

@@ -2,6 +2,7 @@
 #include <simdjson.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -56,10 +57,13 @@ class Bytes8 {
   std::vector<std::byte> v;
 };
 
-std::vector<std::byte> tiny_golden() {
+// v2: the same, format_version 2, with the chunk stored as one encoded block
+// of 5 bytes (docs/format.md §3.4: layout byte 1, then the block table) and
+// the value raw (layout byte 0).
+std::vector<std::byte> tiny_golden(bool v2 = false) {
   Bytes8 b;
   b.raw({0x44, 0x43, 0x50, 0x50, 0x4D, 0x45, 0x54, 0x41});  // DCPPMETA
-  b.raw({0x01, 0, 0, 0});                                  // format_version 1
+  b.raw({v2 ? 0x02 : 0x01, 0, 0, 0});                      // format_version
   b.raw({0x04, 0, 0, 0}).text("dcpp");
   b.raw({0x05, 0, 0, 0}).text("0.1.0");
   b.raw({0x01, 0, 0, 0});                          // world_size
@@ -78,6 +82,12 @@ std::vector<std::byte> tiny_golden() {
   b.raw({0x00, 0, 0, 0, 0, 0, 0, 0});  // byte_offset 0
   b.raw({0x08, 0, 0, 0, 0, 0, 0, 0});  // byte_length 8
   b.le(kChunkSum, 8);
+  if (v2) {
+    b.raw({0x01});                       // flags: stored-block table
+    b.raw({0x01});                       // block 0: encoding 1 (grouped)
+    b.raw({0x00, 0, 0, 0, 0, 0, 0, 0});  // stored offset 0
+    b.raw({0x05, 0, 0, 0, 0, 0, 0, 0});  // stored length 5
+  }
   b.raw({0x01, 0, 0, 0, 0, 0, 0, 0});  // value_count
   b.raw({0x04, 0, 0, 0}).text("step");
   b.raw({0x00});                          // int64
@@ -85,6 +95,7 @@ std::vector<std::byte> tiny_golden() {
   b.raw({0x00, 0x10, 0, 0, 0, 0, 0, 0});  // byte_offset 4096
   b.raw({0x08, 0, 0, 0, 0, 0, 0, 0});     // byte_length 8
   b.le(kValueSum, 8);
+  if (v2) b.raw({0x00});  // flags: raw, no content hash
   b.raw({0x02, 0, 0, 0, 0, 0, 0, 0});  // path_count
   b.raw({0x04, 0, 0, 0}).text("step");
   b.raw({0x01, 0, 0, 0, 0x00, 0x04, 0, 0, 0}).text("step");
@@ -109,6 +120,43 @@ TEST(storage_MetadataCodec, GoldenEncodingMatchesTheDocumentByteForByte) {
     ASSERT_EQ(encoded[i], golden[i]) << "first difference at byte " << i;
   }
   EXPECT_EQ(decode_metadata(golden.data(), golden.size(), "golden"), tiny_metadata());
+}
+
+TEST(storage_MetadataCodec, Version2GoldenEncodingWithAStoredBlockTable) {
+  Metadata md = tiny_metadata();
+  md.format_version = 2;
+  md.tensors["w"].chunks[0].location.stored_blocks = {StoredBlock{1, 0, 5}};
+  std::vector<std::byte> encoded = encode_metadata(md);
+  std::vector<std::byte> golden = tiny_golden(true);
+  ASSERT_EQ(encoded.size(), golden.size());
+  for (size_t i = 0; i < golden.size(); ++i) ASSERT_EQ(encoded[i], golden[i]) << "first difference at byte " << i;
+  EXPECT_EQ(decode_metadata(golden.data(), golden.size(), "golden2"), md);
+  // A version 1 encoding cannot describe encoded blocks.
+  md.format_version = 1;
+  expect_error([&] { encode_metadata(md); }, ErrorCode::kInvalidArgument);
+}
+
+TEST(storage_MetadataCodec, Version2BadBlockTablesAreCorrupt) {
+  // The chunk's block table, found in the golden bytes.
+  std::vector<std::byte> g = tiny_golden(true);
+  const std::vector<std::byte> tbl = {std::byte{1}, std::byte{1}, std::byte{0}, std::byte{0}, std::byte{0},
+                                      std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0},
+                                      std::byte{5}};
+  auto at = std::search(g.begin(), g.end(), tbl.begin(), tbl.end());
+  ASSERT_NE(at, g.end());
+  const size_t pos = static_cast<size_t>(at - g.begin());
+  auto bad = [&](size_t offset, uint8_t value) {
+    std::vector<std::byte> bytes = g;
+    bytes[pos + offset] = std::byte{value};
+    fix_checksum(bytes);
+    return expect_error([&] { decode_metadata(bytes.data(), bytes.size(), "bad"); }, ErrorCode::kCorrupt);
+  };
+  bad(0, 7);   // unknown flag bits
+  bad(1, 9);   // unknown encoding
+  bad(2, 1);   // first block not at offset 0
+  bad(10, 0);  // stored length 0
+  Error e = bad(1, 0);  // raw block of 5 bytes for 8 decoded
+  EXPECT_NE(e.message().find("key 'w' block 0"), std::string::npos) << e.message();
 }
 
 // Random metadata of every shape the format allows.
@@ -255,7 +303,7 @@ TEST(storage_MetadataCodec, NewerVersionSaysSoPlainly) {
   fix_checksum(bytes);
   Error e = expect_error([&] { decode_metadata(bytes.data(), bytes.size(), "new.metadata"); },
                          ErrorCode::kUnsupported);
-  EXPECT_NE(e.message().find("checkpoint format version 7 is newer than this dcpp supports (max 1); upgrade dcpp"),
+  EXPECT_NE(e.message().find("checkpoint format version 7 is newer than this dcpp supports (max 2); upgrade dcpp"),
             std::string::npos)
       << e.message();
   // Version 0 never existed.

@@ -1,8 +1,9 @@
 # Extra pieces of the storage tests (included by tests/CMakeLists.txt).
 
-# The tests check checksums and the JSON view with the libraries themselves.
+# The tests check checksums, encoded blocks and the JSON view with the
+# libraries themselves.
 if(TARGET test_storage)
-  target_link_libraries(test_storage PRIVATE PkgConfig::XXHASH simdjson::simdjson)
+  target_link_libraries(test_storage PRIVATE PkgConfig::XXHASH PkgConfig::ZSTD simdjson::simdjson)
 endif()
 
 # The independent-reader cross-check: a C++ program writes a checkpoint and
@@ -19,3 +20,13 @@ add_test(NAME storage_independent_reader
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/independent_reader.py
                  ${dcpp_dump_dir}/ckpt ${dcpp_dump_dir}/dump)
 set_tests_properties(storage_independent_reader PROPERTIES FIXTURES_REQUIRED storage_dump TIMEOUT 300)
+
+# The same cross-check on a compressed checkpoint (format version 2, encoded
+# blocks decoded by the reader with python3-zstandard).
+set(dcpp_dump_dir_z ${CMAKE_CURRENT_BINARY_DIR}/storage_independent_reader_compressed)
+add_test(NAME storage_dump_checkpoint_compressed COMMAND dump_checkpoint ${dcpp_dump_dir_z} --compress)
+set_tests_properties(storage_dump_checkpoint_compressed PROPERTIES FIXTURES_SETUP storage_dump_z TIMEOUT 120)
+add_test(NAME storage_independent_reader_compressed
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/independent_reader.py
+                 ${dcpp_dump_dir_z}/ckpt ${dcpp_dump_dir_z}/dump)
+set_tests_properties(storage_independent_reader_compressed PROPERTIES FIXTURES_REQUIRED storage_dump_z TIMEOUT 300)

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 
+#include "dcpp/checkpoint.h"
 #include "dcpp/error.h"
 #include "dcpp/safetensors_storage.h"
 #include "dcpp/torch_dcp_storage.h"
@@ -413,6 +414,42 @@ TEST_F(tools_CliFormats, ConvertRejectsBadArguments) {
   EXPECT_EQ(missing.code, kNotCheckpoint) << missing.err;
   EXPECT_TRUE(contains(missing.err, "does not exist")) << missing.err;
   EXPECT_FALSE(fs::exists(path("out")));
+}
+
+// `dcpp convert --compress`: the same tensors, stored encoded (format
+// version 2); `dcpp verify` decodes every block, and names the file and the
+// stored offset of a damaged one.
+TEST_F(tools_CliFormats, ConvertCompressRoundTripsAndVerifyDecodesEveryBlock) {
+  const std::string plain = path("plain"), packed = path("packed");
+  Generator gen(test_seed("CliFormats.ConvertCompress"));
+  // Weight-like bf16: small values, so the sign-and-exponent bytes repeat.
+  Tensor w = Tensor::uniform({512, 512}, -0.05, 0.05, gen, DType::kBFloat16);
+  StateDict sd;
+  sd.set("w", w);
+  sd.set("step", int64_t{3});
+  save(sd, plain);
+  CliResult bad = run({"convert", plain, "--to", "safetensors", "--compress", path("out")});
+  EXPECT_EQ(bad.code, kUsage) << bad.err;
+
+  CliResult r = run({"convert", plain, "--to", "dcpp", "--compress", packed});
+  ASSERT_EQ(r.code, kOk) << r.out << r.err;
+  Metadata md = read_fs_metadata(*default_file_system(), packed);
+  EXPECT_EQ(md.format_version, 2u);
+  const StorageLocation& loc = md.tensors.at("w").chunks[0].location;
+  ASSERT_FALSE(loc.stored_blocks.empty());
+  EXPECT_LT(loc.stored_length(), loc.byte_length * 9 / 10);
+  CliResult v = run({"verify", packed});
+  EXPECT_EQ(v.code, kOk) << v.out << v.err;
+  Tensor back = open_checkpoint(packed).read("w");
+  EXPECT_EQ(std::memcmp(back.contiguous().data_ptr(), w.data_ptr(), w.nbytes()), 0);
+
+  const StoredBlock& b0 = loc.stored_blocks[0];
+  flip_byte(packed + "/" + loc.file, loc.byte_offset + b0.offset + b0.length / 2);
+  v = run({"verify", packed});
+  EXPECT_EQ(v.code, kProblems) << v.out << v.err;
+  EXPECT_TRUE(contains(v.out, packed + "/" + loc.file + ": byte offset " + std::to_string(loc.byte_offset + b0.offset)))
+      << v.out;
+  EXPECT_TRUE(contains(v.out, "'w'")) << v.out;
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
+#include <vector>
 
 #include "api/inspect/inspect_support.h"
 #include "dcpp/inspect.h"
@@ -12,6 +14,7 @@
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
 #include "dcpp/s3_file_system.h"
+#include "storage/fs/block_codec.h"
 
 namespace dcpp {
 namespace {
@@ -132,7 +135,7 @@ class NativeInspector final : public FormatInspector {
       bool ok = true;
       if (loc.byte_length > 0) {
         try {
-          validate_relative_file_name(key, loc.file);
+          validate_data_file_name(key, loc.file);
         } catch (const Error& e) {
           rep.problem(meta_path, -1, e.message());
           ok = false;
@@ -224,7 +227,7 @@ class NativeInspector final : public FormatInspector {
       const Item* prev = nullptr;
       for (const Item* item : list) {
         const StorageLocation& loc = *item->location;
-        const uint64_t end = loc.byte_offset + loc.byte_length;
+        const uint64_t end = loc.byte_offset + loc.stored_length();
         if (prev != nullptr && loc.byte_offset < prev_end) {
           rep.problem(file_path, static_cast<int64_t>(loc.byte_offset),
                       describe(*item) + " overlaps the bytes of " + describe(*prev) + " (which end at byte offset " +
@@ -243,7 +246,9 @@ class NativeInspector final : public FormatInspector {
           prev = item;
         }
       }
-      if (size > prev_end && !list.empty()) {
+      // A file of another checkpoint (an incremental save's reference) holds
+      // that checkpoint's other items too.
+      if (size > prev_end && !list.empty() && !referenced_checkpoint(file)) {
         rep.problem(file_path, static_cast<int64_t>(prev_end),
                     std::to_string(size - prev_end) + " bytes after the end of the last item (a data file ends "
                                                       "at the end of its last item)");
@@ -282,6 +287,11 @@ class NativeInspector final : public FormatInspector {
             }
           }
           const uint64_t nblocks = block_count(loc.byte_length, bs);
+          if (!loc.stored_blocks.empty()) {
+            check_encoded_item(*file, file_path, *item, bs, rep, totals);
+            nblocks_done(loc, pos);
+            continue;
+          }
           for (uint64_t b0 = 0; b0 < nblocks; b0 += batch_blocks) {
             const uint64_t b1 = std::min(nblocks, b0 + batch_blocks);
             const uint64_t begin = b0 * bs;
@@ -316,6 +326,55 @@ class NativeInspector final : public FormatInspector {
         }
         pos = std::max(pos, loc.byte_offset + loc.byte_length);
       }
+    }
+  }
+
+  static void nblocks_done(const StorageLocation& loc, uint64_t& pos) {
+    pos = std::max(pos, loc.byte_offset + loc.stored_length());
+  }
+
+  // An item whose blocks are stored encoded (format version 2): each block
+  // is read, decoded and checked against its checksum of the decoded bytes.
+  static void check_encoded_item(RandomAccessFile& file, const std::string& file_path, const Item& item, uint64_t bs,
+                                 VerifyReporter& rep, VerifyTotals& totals) {
+    const StorageLocation& loc = *item.location;
+    fs_detail::BlockDecoder decoder;
+    std::vector<std::byte> stored, decoded(static_cast<size_t>(std::min(bs, loc.byte_length)));
+    for (uint64_t b = 0; b < loc.stored_blocks.size(); ++b) {
+      const StoredBlock& sb = loc.stored_blocks[b];
+      const uint64_t n = std::min(bs, loc.byte_length - b * bs);
+      const uint64_t where = loc.byte_offset + sb.offset;
+      stored.resize(static_cast<size_t>(sb.length));
+      const size_t got = file.read_full(stored.data(), stored.size(), where);
+      if (got < sb.length) {
+        rep.problem(file_path, static_cast<int64_t>(where + got),
+                    "file ended while reading block " + std::to_string(b) + " of " + describe(item));
+        return;
+      }
+      if (sb.encoding == 0) {
+        std::memcpy(decoded.data(), stored.data(), static_cast<size_t>(n));
+      } else {
+        const std::string why = decoder.decode(stored.data(), stored.size(), decoded.data(), static_cast<size_t>(n));
+        if (!why.empty()) {
+          rep.problem(file_path, static_cast<int64_t>(where),
+                      "encoded block " + std::to_string(b) + " of " + describe(item) + " (" +
+                          std::to_string(sb.length) + " stored bytes) does not decode: " + why);
+          rep.data_verified(n);
+          continue;
+        }
+      }
+      const uint64_t sum = XXH3_64bits(decoded.data(), static_cast<size_t>(n));
+      if (sum != loc.block_checksums[b]) {
+        char hex[64];
+        std::snprintf(hex, sizeof hex, "stored %016llx, computed %016llx",
+                      static_cast<unsigned long long>(loc.block_checksums[b]), static_cast<unsigned long long>(sum));
+        rep.problem(file_path, static_cast<int64_t>(where),
+                    "checksum mismatch in the block stored here (block " + std::to_string(b) + " of " +
+                        describe(item) + ", " + std::to_string(n) + " bytes decoded from " +
+                        std::to_string(sb.length) + " stored): " + hex);
+      }
+      totals.bytes_verified += n;
+      rep.data_verified(n);
     }
   }
 };

@@ -11,7 +11,7 @@ std::string quoted(const std::string& s) { return "'" + s + "'"; }
 }  // namespace
 
 void check_location(const std::string& key, const StorageLocation& loc, uint64_t block_size) {
-  if (loc.byte_length > 0) validate_relative_file_name(key, loc.file);
+  if (loc.byte_length > 0) validate_data_file_name(key, loc.file);
   if (loc.block_checksums.size() != block_count(loc.byte_length, block_size)) {
     throw Error(ErrorCode::kCorrupt, "key " + quoted(key) + " has " + std::to_string(loc.block_checksums.size()) +
                                          " block checksums for " + std::to_string(loc.byte_length) +

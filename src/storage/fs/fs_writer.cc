@@ -3,17 +3,22 @@
 // store without rename, per-save object names and the metadata object as
 // the commit (object_commit.h).
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <exception>
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <span>
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/s3_file_system.h"
 #include "io/thread_pool.h"
+#include "storage/fs/block_codec.h"
 #include "storage/fs/box_math.h"
 #include "storage/fs/fs_common.h"
 #include "storage/fs/object_commit.h"
@@ -92,6 +97,11 @@ FileSystemWriter::FileSystemWriter(std::string path, FileSystemWriterOptions opt
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   if (path_.empty()) throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: empty checkpoint path");
   if (options_.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: block_size must be > 0");
+  if (options_.compress && (options_.block_size % kIoAlignment != 0 || options_.block_size > (64u << 20))) {
+    throw Error(ErrorCode::kInvalidArgument, "FileSystemWriter: compression needs a block_size that is a multiple of " +
+                                                 std::to_string(kIoAlignment) + " and at most 64 MiB, not " +
+                                                 std::to_string(options_.block_size));
+  }
   fs_ = options_.filesystem ? options_.filesystem : file_system_for_path(path_);
   // Without rename there is no staging directory: objects go straight under
   // the checkpoint's prefix, named per save.
@@ -158,6 +168,11 @@ struct LaidOutItem {
   uint64_t length = 0;
   uint64_t offset = 0;  // in the data file
   std::vector<uint64_t> checksums;
+  std::vector<StoredBlock> stored;  // compressed saves: how each block is stored
+  uint64_t stored_block_size = 0;
+  unsigned width = 1;  // byte groups of the encoding
+  std::optional<std::array<uint64_t, 2>> content_hash;
+  const StorageLocation* reference = nullptr;  // incremental saves: unchanged, stored by the base
 };
 
 // A range of one item (whole checksum blocks, except an item's last) that one
@@ -166,6 +181,51 @@ struct WriteUnit {
   size_t item = 0;
   uint64_t begin = 0;  // byte range inside the item
   uint64_t end = 0;
+};
+
+// Compressed saves: a unit's stored size is known only once it is encoded,
+// so units take their place in the file in unit order, each at the next
+// page-aligned offset (direct I/O), while the encoding itself runs in
+// parallel. A unit waits only for lower-numbered units, which other threads
+// already hold, so the order cannot deadlock.
+class FilePlacer {
+ public:
+  // Returns the file offset of unit `u` (stored_size bytes), or nullopt when
+  // the save is failing. Sets the item's offset at its first unit.
+  std::optional<uint64_t> place(size_t u, uint64_t stored_size, LaidOutItem& it, const WriteUnit& unit) {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return failed_ || next_ == u; });
+    if (failed_) return std::nullopt;
+    const uint64_t at = cursor_;
+    if (unit.begin == 0) it.offset = at;
+    for (auto& b : stored_of(it, unit)) b.offset += at - it.offset;
+    cursor_ = align_up(at + stored_size, kIoAlignment);
+    end_ = at + stored_size;
+    ++next_;
+    cv_.notify_all();
+    return at;
+  }
+  void fail() {
+    std::lock_guard lock(mutex_);
+    failed_ = true;
+    cv_.notify_all();
+  }
+  uint64_t end() const { return end_; }
+
+  // The stored-block entries of a unit (whole blocks of its item).
+  static std::span<StoredBlock> stored_of(LaidOutItem& it, const WriteUnit& unit) {
+    const uint64_t bs = it.stored_block_size;
+    const uint64_t first = unit.begin / bs, last = (unit.end + bs - 1) / bs;
+    return std::span<StoredBlock>(it.stored.data() + first, last - first);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  size_t next_ = 0;
+  uint64_t cursor_ = 0;
+  uint64_t end_ = 0;
+  bool failed_ = false;
 };
 
 // Copies elements [e0, e1) (row-major) of `src` into `dst` as `dtype`.
@@ -199,6 +259,54 @@ class UnitWriter {
 
   uint64_t bytes_written() const { return bytes_written_; }
   uint64_t calls() const { return calls_; }
+
+  // Compressed saves: checksums and encodes every block of the unit into one
+  // buffer, takes the unit's place in the file, writes it. Returns false
+  // when the save is failing elsewhere.
+  bool write_encoded(LaidOutItem& it, const WriteUnit& unit, size_t u, FilePlacer& placer, int level) {
+    if (!encoder_) encoder_ = std::make_unique<fs_detail::BlockEncoder>(fs_detail::CodecOptions{.zstd_level = level});
+    const uint64_t bs = block_size_;
+    const uint64_t blocks = (unit.end - unit.begin + bs - 1) / bs;
+    const size_t need =
+        static_cast<size_t>(align_up(blocks * fs_detail::max_encoded_size(bs, it.width), kIoAlignment));
+    if (out_.capacity() < need) out_ = AlignedBuffer(need);
+    std::span<StoredBlock> stored = FilePlacer::stored_of(it, unit);
+    uint64_t size = 0;
+    for (uint64_t b = 0; b < blocks; ++b) {
+      const uint64_t at = unit.begin + b * bs;
+      const uint64_t n = std::min(bs, unit.end - at);
+      const std::byte* raw = nullptr;
+      if (it.contiguous) {
+        raw = it.contiguous + at;
+      } else {
+        if (block_.size() < n) block_.resize(bs);
+        const uint64_t elem = dtype_size(it.item->dtype);
+        stage_elements(it.tensor, at / elem, (at + n) / elem, it.item->dtype, block_.data());
+        raw = block_.data();
+      }
+      it.checksums[at / bs] = fs_detail::hash64(raw, static_cast<size_t>(n));
+      std::byte* dst = out_.data() + size;
+      size_t len = encoder_->encode(raw, static_cast<size_t>(n), it.width, dst);
+      StoredBlock& sb = stored[b];
+      sb.encoding = len ? static_cast<uint8_t>(fs_detail::BlockEncoding::kGrouped) : 0;
+      if (!len) {
+        std::memcpy(dst, raw, static_cast<size_t>(n));
+        len = static_cast<size_t>(n);
+      }
+      sb.offset = size;  // within the unit until placed
+      sb.length = len;
+      size += len;
+    }
+    const std::optional<uint64_t> file_at = placer.place(u, size, it, unit);
+    if (!file_at) return false;
+    if (file_.direct()) {
+      std::memset(out_.data() + size, 0, static_cast<size_t>(align_up(size, kIoAlignment) - size));
+      put(out_.data(), align_up(size, kIoAlignment), *file_at);
+    } else {
+      put(out_.data(), size, *file_at);
+    }
+    return true;
+  }
 
   void write(LaidOutItem& it, const WriteUnit& unit) {
     const bool direct = file_.direct();
@@ -309,6 +417,9 @@ class UnitWriter {
   AlignedBuffer staging_;
   XXH3_state_t* state_ = nullptr;
   std::unique_ptr<WritableFile> buffered_;  // opened only after a direct write came back mid-page
+  std::unique_ptr<fs_detail::BlockEncoder> encoder_;  // compressed saves
+  AlignedBuffer out_;                                 // a unit's encoded blocks
+  std::vector<std::byte> block_;                      // one gathered block of a strided item
   uint64_t bytes_written_ = 0;
   uint64_t calls_ = 0;
 };
@@ -320,8 +431,46 @@ struct Layout {
   bool need_staging = false;  // some item is gathered through a staging buffer
 };
 
+// XXH3-128 of a tensor item's bytes as stored (gathered in pieces when strided).
+std::array<uint64_t, 2> content_hash_of(const LaidOutItem& it) {
+  XXH128_hash_t h;
+  if (it.contiguous || it.length == 0) {
+    h = XXH3_128bits(it.contiguous, static_cast<size_t>(it.length));
+  } else {
+    XXH3_state_t* state = XXH3_createState();
+    if (!state) throw Error(ErrorCode::kInternal, "cannot allocate an XXH3 state");
+    XXH3_128bits_reset(state);
+    const uint64_t elem = dtype_size(it.item->dtype);
+    const uint64_t piece = std::max<uint64_t>(1, (4u << 20) / elem) * elem;
+    std::vector<std::byte> buf(static_cast<size_t>(std::min(piece, it.length)));
+    for (uint64_t at = 0; at < it.length; at += piece) {
+      const uint64_t n = std::min(piece, it.length - at);
+      stage_elements(it.tensor, at / elem, (at + n) / elem, it.item->dtype, buf.data());
+      XXH3_128bits_update(state, buf.data(), static_cast<size_t>(n));
+    }
+    h = XXH3_128bits_digest(state);
+    XXH3_freeState(state);
+  }
+  return {h.low64, h.high64};
+}
+
+// The base's chunk with the same key, box and dtype whose content hash is `hash`.
+const StorageLocation* unchanged_in_base(const Metadata& base, const WriteItem& item,
+                                         const std::array<uint64_t, 2>& hash) {
+  auto t = base.tensors.find(item.fqn);
+  if (t == base.tensors.end() || t->second.dtype != item.dtype || t->second.global_shape != item.global_shape) {
+    return nullptr;
+  }
+  for (const ChunkMeta& c : t->second.chunks) {
+    if (c.offsets == item.offsets && c.sizes == item.sizes && c.location.content_hash == hash) return &c.location;
+  }
+  return nullptr;
+}
+
 // Resolves every item and lays it out (offsets depend only on lengths).
-Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_size, bool direct) {
+Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_size, bool direct, bool compress,
+                     const FileSystemWriterOptions& options) {
+  const bool hashes = options.content_hashes || options.base;
   Layout layout;
   layout.items.resize(plan.items.size());
   layout.need_staging = direct;
@@ -345,6 +494,11 @@ Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_
       } else if (it.length > 0) {
         layout.need_staging = true;
       }
+      if (hashes && it.length > 0) {
+        it.content_hash = content_hash_of(it);
+        if (options.base) it.reference = unchanged_in_base(*options.base, item, *it.content_hash);
+        if (it.reference) continue;  // not written
+      }
     } else {
       it.value = planner.resolve_value(item);
       it.length = it.value.size();
@@ -353,6 +507,12 @@ Layout lay_out_items(const SavePlan& plan, SavePlanner& planner, uint64_t block_
     it.offset = align_up(layout.end, kIoAlignment);
     if (it.length > 0) layout.end = it.offset + it.length;
     it.checksums.assign(fs_detail::block_count(it.length, block_size), 0);
+    if (compress) {
+      // Offsets are taken as units are placed (FilePlacer).
+      it.stored.assign(it.checksums.size(), StoredBlock{});
+      it.stored_block_size = block_size;
+      it.width = item.type == WriteItemType::kTensor ? fs_detail::group_width(item.dtype) : 1;
+    }
   }
   return layout;
 }
@@ -366,7 +526,7 @@ std::vector<WriteUnit> cut_units(const std::vector<LaidOutItem>& items, uint64_t
   std::vector<WriteUnit> units;
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t length = items[i].length;
-    if (length == 0) continue;
+    if (length == 0 || items[i].reference) continue;
     if (!cuttable) {
       units.push_back({i, 0, length});
       continue;
@@ -382,6 +542,8 @@ std::vector<WriteUnit> cut_units(const std::vector<LaidOutItem>& items, uint64_t
 // rethrows it.
 void write_units(FileSystem& fs, WritableFile& file, Layout& layout, const std::vector<WriteUnit>& units,
                  const FileSystemWriterOptions& options, StorageIoStats& stats) {
+  std::optional<FilePlacer> placer;
+  if (options.compress) placer.emplace();
   const size_t threads = std::max<size_t>(1, std::min(options.io_threads, units.size()));
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
@@ -394,12 +556,17 @@ void write_units(FileSystem& fs, WritableFile& file, Layout& layout, const std::
       while (!failed.load(std::memory_order_relaxed)) {
         const size_t u = next.fetch_add(1);
         if (u >= units.size()) break;
-        writer.write(layout.items[units[u].item], units[u]);
+        if (!placer) {
+          writer.write(layout.items[units[u].item], units[u]);
+        } else if (!writer.write_encoded(layout.items[units[u].item], units[u], u, *placer, options.compress_level)) {
+          break;
+        }
       }
       written += writer.bytes_written();
       calls += writer.calls();
     } catch (...) {
       failed = true;
+      if (placer) placer->fail();
       std::lock_guard lock(error_mutex);
       if (!first_error) first_error = std::current_exception();
     }
@@ -415,12 +582,13 @@ void write_units(FileSystem& fs, WritableFile& file, Layout& layout, const std::
     for (auto& h : helpers) h.wait();  // the worker catches its own failures
   }
   if (first_error) std::rethrow_exception(first_error);
+  if (placer) layout.end = placer->end();
   stats.bytes_written = written;
   stats.io_calls = calls;
 }
 
 // What the coordinator records for each item.
-std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
+std::vector<WriteResult> make_results(Layout& layout, const std::string& file, const std::string& base_name) {
   std::vector<WriteResult> results;
   results.reserve(layout.items.size());
   for (LaidOutItem& it : layout.items) {
@@ -432,11 +600,23 @@ std::vector<WriteResult> make_results(Layout& layout, const std::string& file) {
       r.offsets = item.offsets;
       r.sizes = item.sizes;
     }
-    if (it.length > 0) {
+    if (it.reference) {
+      // Where the bytes physically are: the base's own file, or the
+      // checkpoint the base refers to (references never chain).
+      r.location = *it.reference;
+      if (!referenced_checkpoint(r.location.file)) r.location.file = "../" + base_name + "/" + r.location.file;
+    } else if (it.length > 0) {
       r.location.file = file;
       r.location.byte_offset = it.offset;
       r.location.byte_length = it.length;
       r.location.block_checksums = std::move(it.checksums);
+      // A table that only restates the raw layout is left out.
+      bool plain = true;
+      for (size_t b = 0; b < it.stored.size() && plain; ++b) {
+        plain = it.stored[b].encoding == 0 && it.stored[b].offset == b * it.stored_block_size;
+      }
+      if (!plain) r.location.stored_blocks = std::move(it.stored);
+      r.location.content_hash = it.content_hash;
     }
     results.push_back(std::move(r));
   }
@@ -449,20 +629,29 @@ std::vector<WriteResult> FileSystemWriter::write_data(const SavePlan& plan, Save
   stats_ = {};
   if (plan.items.empty()) return {};
   const std::string file = data_file_;
+  // Laid out first (staging buffers are sized for direct I/O whether or not
+  // the file system grants it): an incremental save whose items are all
+  // unchanged writes no file.
+  Layout layout = lay_out_items(plan, planner, options_.block_size, options_.direct_io, options_.compress, options_);
+  const std::vector<WriteUnit> units = cut_units(layout.items, options_.block_size, options_.write_unit_bytes);
+  const bool all_referenced = std::all_of(layout.items.begin(), layout.items.end(), [](const LaidOutItem& it) {
+    return it.reference || it.length == 0;
+  });
+  if (units.empty() && all_referenced && std::any_of(layout.items.begin(), layout.items.end(),
+                                                     [](const LaidOutItem& it) { return it.reference; })) {
+    return make_results(layout, file, options_.base_name);
+  }
   wrote_data_file_ = true;
   std::unique_ptr<WritableFile> out = fs_->open_write(join_path(staging_, file), {.try_direct = options_.direct_io});
   const bool direct = out->direct();
   stats_.direct = direct;
   stats_.buffered_fallback = options_.direct_io && !direct;
-
-  Layout layout = lay_out_items(plan, planner, options_.block_size, direct);
-  write_units(*fs_, *out, layout, cut_units(layout.items, options_.block_size, options_.write_unit_bytes),
-              options_, stats_);
+  write_units(*fs_, *out, layout, units, options_, stats_);
   // Direct writes rounded the last item up to a whole page: cut the file back.
   if (direct && layout.end % kIoAlignment != 0) out->truncate(layout.end);
   out->sync();
   out->close();
-  return make_results(layout, file);
+  return make_results(layout, file, options_.base_name);
 }
 
 void FileSystemWriter::write_metadata_file(const Metadata& metadata) {
@@ -531,7 +720,20 @@ void FileSystemWriter::finish(Metadata metadata, const std::vector<std::vector<W
     }
   }
   metadata.format = std::string(kFsFormatName);
-  metadata.format_version = kFsFormatVersion;
+  // Version 1 unless some block is stored encoded: a save without
+  // compression stays readable by every dcpp.
+  metadata.format_version = 1;
+  auto encoded = [](const StorageLocation& l) {
+    return !l.stored_blocks.empty() || l.content_hash || referenced_checkpoint(l.file);
+  };
+  for (const auto& [key, t] : metadata.tensors) {
+    for (const auto& c : t.chunks) {
+      if (encoded(c.location)) metadata.format_version = 2;
+    }
+  }
+  for (const auto& [key, v] : metadata.values) {
+    if (encoded(v.location)) metadata.format_version = 2;
+  }
   if (metadata.dcpp_version.empty()) metadata.dcpp_version = DCPP_VERSION;
   metadata.world_size = world_size_;
   metadata.block_size = options_.block_size;

@@ -1,4 +1,5 @@
-// Binary metadata encoding, format version 1 (docs/format.md, "Metadata file").
+// Binary metadata encoding, format versions 1 and 2 (docs/format.md,
+// "Metadata file"); version 2 adds each location's block layout.
 //
 // Why binary: at 1M chunks a DOM JSON document takes seconds and gigabytes
 // (docs/design.md §3); this layout is a single forward pass of memcpy-sized reads,
@@ -6,10 +7,12 @@
 // allocated, so hostile input cannot make the decoder crash or over-allocate.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
+#include "storage/fs/block_codec.h"
 #include "storage/fs/fs_common.h"
 
 namespace dcpp {
@@ -26,6 +29,9 @@ constexpr uint32_t kNoFile = 0xFFFFFFFFu;
 constexpr uint8_t kTagKey = 0;
 constexpr uint8_t kTagIndex = 1;
 constexpr int kNumValueKinds = 5;
+// v2 location flags.
+constexpr uint8_t kFlagStoredBlocks = 1;  // a stored-block table follows (else blocks raw, back to back)
+constexpr uint8_t kFlagContentHash = 2;   // the item's XXH3-128 follows
 
 // ---------------------------------------------------------------- encoding
 
@@ -64,7 +70,7 @@ void collect_file(FileTable& t, const StorageLocation& loc) {
 }
 
 void encode_location(Out& out, const FileTable& files, const std::string& key, const StorageLocation& loc,
-                     uint64_t block_size) {
+                     uint64_t block_size, uint32_t version) {
   uint64_t expected = block_count(loc.byte_length, block_size);
   if (loc.block_checksums.size() != expected) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -84,6 +90,31 @@ void encode_location(Out& out, const FileTable& files, const std::string& key, c
   out.u64(loc.byte_offset);
   out.u64(loc.byte_length);
   out.bytes(loc.block_checksums.data(), loc.block_checksums.size() * 8);
+  if (version < 2) {
+    if (!loc.stored_blocks.empty() || loc.content_hash) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "cannot encode metadata: key '" + key + "' has encoded blocks or a content hash, which format "
+                  "version " + std::to_string(version) + " cannot describe");
+    }
+    return;
+  }
+  out.u8(static_cast<uint8_t>((loc.stored_blocks.empty() ? 0 : kFlagStoredBlocks) |
+                              (loc.content_hash ? kFlagContentHash : 0)));
+  if (loc.stored_blocks.empty()) {
+    if (loc.content_hash) out.bytes(loc.content_hash->data(), 16);
+    return;
+  }
+  if (loc.stored_blocks.size() != expected) {
+    throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata: key '" + key + "' has " +
+                                                 std::to_string(loc.stored_blocks.size()) + " stored blocks for " +
+                                                 std::to_string(expected) + " checksum blocks");
+  }
+  for (const StoredBlock& b : loc.stored_blocks) {
+    out.u8(b.encoding);
+    out.u64(b.offset);
+    out.u64(b.length);
+  }
+  if (loc.content_hash) out.bytes(loc.content_hash->data(), 16);
 }
 
 // ---------------------------------------------------------------- decoding
@@ -177,6 +208,7 @@ struct DecodeContext {
   std::vector<size_t> file_offsets;  // where each table entry starts, for error messages
   std::vector<bool> validated;
   uint64_t block_size = 0;
+  uint32_t version = 1;
 };
 
 // File names are validated when a key first refers to them, so the error
@@ -184,12 +216,18 @@ struct DecodeContext {
 void validate_file(DecodeContext& ctx, uint32_t index, const std::string& key) {
   if (ctx.validated[index]) return;
   try {
-    validate_relative_file_name(key, ctx.files[index]);
+    if (ctx.version >= 2) {
+      validate_data_file_name(key, ctx.files[index]);
+    } else {
+      validate_relative_file_name(key, ctx.files[index]);
+    }
   } catch (const Error& e) {
     ctx.in.corrupt(ctx.file_offsets[index], e.message());
   }
   ctx.validated[index] = true;
 }
+
+void decode_stored_blocks(DecodeContext& ctx, const std::string& key, StorageLocation& loc, uint64_t blocks);
 
 void decode_location(DecodeContext& ctx, const std::string& key, StorageLocation& loc) {
   In& in = ctx.in;
@@ -220,6 +258,53 @@ void decode_location(DecodeContext& ctx, const std::string& key, StorageLocation
   }
   loc.block_checksums.resize(blocks);
   in.raw(loc.block_checksums.data(), blocks * 8, "block checksums");
+  if (ctx.version < 2) return;
+  at = in.pos();
+  const uint8_t flags = in.u8("location flags");
+  if (flags & ~(kFlagStoredBlocks | kFlagContentHash)) {
+    in.corrupt(at, "key '" + key + "' has unknown location flags " + std::to_string(flags));
+  }
+  if (flags & kFlagStoredBlocks) decode_stored_blocks(ctx, key, loc, blocks);
+  if (flags & kFlagContentHash) {
+    std::array<uint64_t, 2> h;
+    in.raw(h.data(), 16, "content hash");
+    loc.content_hash = h;
+  }
+}
+
+void decode_stored_blocks(DecodeContext& ctx, const std::string& key, StorageLocation& loc, uint64_t blocks) {
+  In& in = ctx.in;
+  size_t at = in.pos();
+  if (blocks > in.left() / 17) {
+    in.corrupt(in.pos(), "key '" + key + "' needs " + std::to_string(blocks) + " stored-block entries, more than the " +
+                             std::to_string(in.left()) + " bytes left hold");
+  }
+  loc.stored_blocks.resize(blocks);
+  uint64_t end = 0;  // where the previous block ends, relative to byte_offset
+  for (uint64_t b = 0; b < blocks; ++b) {
+    at = in.pos();
+    StoredBlock& sb = loc.stored_blocks[b];
+    sb.encoding = in.u8("block encoding");
+    sb.offset = in.u64("block offset");
+    sb.length = in.u64("block stored length");
+    const std::string which = "key '" + key + "' block " + std::to_string(b);
+    if (sb.encoding > fs_detail::kMaxBlockEncoding) {
+      in.corrupt(at, which + " has unknown encoding " + std::to_string(sb.encoding));
+    }
+    const uint64_t decoded = std::min(ctx.block_size, loc.byte_length - b * ctx.block_size);
+    if (sb.encoding == 0 ? sb.length != decoded : sb.length == 0) {
+      in.corrupt(at, which + " stores " + std::to_string(sb.length) + " bytes for " + std::to_string(decoded) +
+                         " decoded bytes");
+    }
+    if (sb.offset < end || (b == 0 && sb.offset != 0)) {
+      in.corrupt(at, which + " starts at item offset " + std::to_string(sb.offset) +
+                         (b == 0 ? ", not 0" : ", inside the previous block"));
+    }
+    if (sb.length > UINT64_MAX - sb.offset || sb.offset + sb.length > UINT64_MAX - loc.byte_offset) {
+      in.corrupt(at, which + " byte range overflows");
+    }
+    end = sb.offset + sb.length;
+  }
 }
 
 int64_t checked_numel(In& in, size_t at, const std::string& key, const Shape& sizes) {
@@ -325,20 +410,48 @@ void validate_relative_file_name(const std::string& key, const std::string& file
   }
 }
 
+std::optional<std::string> referenced_checkpoint(const std::string& file) {
+  if (file.rfind("../", 0) != 0) return std::nullopt;
+  const size_t slash = file.find('/', 3);
+  if (slash == std::string::npos) return std::nullopt;
+  return file.substr(3, slash - 3);
+}
+
+void validate_data_file_name(const std::string& key, const std::string& file) {
+  const std::optional<std::string> sibling = referenced_checkpoint(file);
+  if (!sibling) {
+    validate_relative_file_name(key, file);
+    return;
+  }
+  // "../<checkpoint>/<file>": one step up to a sibling checkpoint, never a
+  // hidden (staging or set-aside) directory, then a plain relative name.
+  if (sibling->empty() || sibling->front() == '.' || sibling->find('\0') != std::string::npos) {
+    throw Error(ErrorCode::kCorrupt, "key '" + key + "' names data file '" + file +
+                                         "', which does not reference a sibling checkpoint directory");
+  }
+  validate_relative_file_name(key, file.substr(4 + sibling->size()));
+}
+
 std::vector<std::byte> encode_metadata(const Metadata& md) {
   if (md.block_size == 0) throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata with block size 0");
+  // Versions past kFsFormatVersion are encoded in the newest layout (tests
+  // make such files to check that readers refuse them).
+  if (md.format_version < 1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "cannot encode metadata in format version " + std::to_string(md.format_version));
+  }
   FileTable files;
   size_t estimate = 64 + md.format.size() + md.dcpp_version.size();
   for (const auto& [key, t] : md.tensors) {
     estimate += key.size() + 32 + t.global_shape.size() * 8;
     for (const auto& c : t.chunks) {
       collect_file(files, c.location);
-      estimate += c.offsets.size() * 16 + 20 + c.location.block_checksums.size() * 8;
+      estimate += c.offsets.size() * 16 + 21 + c.location.block_checksums.size() * 25;
     }
   }
   for (const auto& [key, v] : md.values) {
     collect_file(files, v.location);
-    estimate += key.size() + 32 + v.location.block_checksums.size() * 8;
+    estimate += key.size() + 33 + v.location.block_checksums.size() * 25;
   }
   for (const auto& [key, p] : md.paths) estimate += key.size() + 8 + p.size() * 16;
   files.names.reserve(files.index.size());
@@ -360,7 +473,11 @@ std::vector<std::byte> encode_metadata(const Metadata& md) {
   out.u32(static_cast<uint32_t>(files.names.size()));
   for (const auto& name : files.names) {
     try {
-      validate_relative_file_name("(file table)", name);
+      if (md.format_version >= 2) {
+        validate_data_file_name("(file table)", name);
+      } else {
+        validate_relative_file_name("(file table)", name);
+      }
     } catch (const Error& e) {
       throw Error(ErrorCode::kInvalidArgument, "cannot encode metadata: " + e.message());
     }
@@ -382,7 +499,7 @@ std::vector<std::byte> encode_metadata(const Metadata& md) {
       }
       out.i64s(c.offsets);
       out.i64s(c.sizes);
-      encode_location(out, files, key, c.location, md.block_size);
+      encode_location(out, files, key, c.location, md.block_size, md.format_version);
     }
   }
 
@@ -390,7 +507,7 @@ std::vector<std::byte> encode_metadata(const Metadata& md) {
   for (const auto& [key, v] : md.values) {
     out.str(key);
     out.u8(static_cast<uint8_t>(v.kind));
-    encode_location(out, files, key, v.location, md.block_size);
+    encode_location(out, files, key, v.location, md.block_size, md.format_version);
   }
 
   out.u64(md.paths.size());
@@ -460,7 +577,7 @@ Metadata decode_metadata(const void* data, size_t size, const std::string& sourc
   md.block_size = in.u64("block size");
   if (md.block_size == 0) in.corrupt(at, "block size is 0");
 
-  DecodeContext ctx{in, {}, {}, {}, md.block_size};
+  DecodeContext ctx{in, {}, {}, {}, md.block_size, version};
   at = in.pos();
   uint32_t nfiles = in.u32("file count");
   if (nfiles > in.left() / 4) in.corrupt(at, "file count " + std::to_string(nfiles) + " cannot fit");

@@ -116,6 +116,16 @@ void location(JsonOut& j, const StorageLocation& loc) {
     j.string(fs_detail::hex64(loc.block_checksums[i]));
   }
   j.raw("]");
+  if (loc.stored_blocks.empty()) return;
+  // Version 2 encoded items: [encoding, offset, stored length] per block.
+  j.key("stored_blocks");
+  j.raw("[");
+  for (size_t i = 0; i < loc.stored_blocks.size(); ++i) {
+    const StoredBlock& b = loc.stored_blocks[i];
+    j.raw(std::string(i ? ", " : "") + "[" + std::to_string(b.encoding) + ", " + std::to_string(b.offset) + ", " +
+          std::to_string(b.length) + "]");
+  }
+  j.raw("]");
 }
 
 }  // namespace

@@ -113,6 +113,11 @@ class ReadEngine {
                        uint64_t begin, uint64_t end, std::byte* dst, bool direct);
   void verify_blocks(const std::string& key, const StorageLocation& loc, uint64_t first, uint64_t last,
                      const std::byte* item_bytes_at_first);
+  // Decodes blocks [first, last] of an item with stored blocks, whose stored
+  // bytes start at `stored`, into `out` (the item bytes of those blocks).
+  // Error(kCorrupt) naming key, file and offset for a block that does not decode.
+  void decode_blocks(const std::string& key, const StorageLocation& loc, uint64_t first, uint64_t last,
+                     const std::byte* stored, std::byte* out);
   void add_sent(uint64_t n) { bytes_sent_ += n; }
   void add_received(uint64_t n) { bytes_received_ += n; }
   void add_needed(uint64_t n) { bytes_needed_ += n; }

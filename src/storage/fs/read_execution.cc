@@ -1,8 +1,10 @@
 #include "storage/fs/read_execution.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "dcpp/error.h"
+#include "storage/fs/block_codec.h"
 #include "storage/fs/fs_common.h"
 
 namespace dcpp::fs_detail {
@@ -81,7 +83,8 @@ void run_op(ReadEngine& engine, const ReadPlan& plan, const Op& op, bool direct,
     auto key_at = [&](uint64_t offset) {
       for (size_t p : op.pieces) {
         const Item& item = plan.items[plan.pieces[p].item];
-        if (item.loc->byte_offset + plan.piece_end(plan.pieces[p]) > offset) return item.key;
+        const Piece& piece = plan.pieces[p];
+        if (stored_span(*item.loc, piece.first, piece.last, plan.block_size).second > offset) return item.key;
       }
       return plan.items[plan.pieces[op.pieces.back()].item].key;
     };
@@ -89,10 +92,17 @@ void run_op(ReadEngine& engine, const ReadPlan& plan, const Op& op, bool direct,
     for (size_t p : op.pieces) {
       const Piece& piece = plan.pieces[p];
       const Item& item = plan.items[piece.item];
-      const std::byte* at = data + (item.loc->byte_offset + plan.piece_begin(piece) - op.begin);
+      const std::byte* at = data + (stored_span(*item.loc, piece.first, piece.last, plan.block_size).first - op.begin);
+      AlignedBuffer decoded;
+      if (!item.loc->stored_blocks.empty()) {
+        decoded = buffers.acquire(static_cast<size_t>(plan.piece_end(piece) - plan.piece_begin(piece)));
+        engine.decode_blocks(item.key, *item.loc, piece.first, piece.last, at, decoded.data());
+        at = decoded.data();
+      }
       engine.verify_blocks(item.key, *item.loc, piece.first, piece.last, at);
       apply(plan, piece.item, plan.piece_begin(piece), plan.piece_end(piece), at);
       if (outgoing) pack_piece(engine, plan, *outgoing, p, plan.piece_begin(piece), at);
+      if (decoded.capacity()) buffers.release(std::move(decoded));
     }
   } catch (...) {
     buffers.release(std::move(buffer));
@@ -191,12 +201,16 @@ void ReadEngine::verify_blocks(const std::string& key, const StorageLocation& lo
     const uint64_t n = std::min(block_size_, loc.byte_length - at);
     const uint64_t sum = hash64(data + (at - first * block_size_), static_cast<size_t>(n));
     if (sum != loc.block_checksums[b]) {
+      // An encoded block is named by where its stored bytes start.
+      const bool encoded = !loc.stored_blocks.empty();
+      const uint64_t where = loc.byte_offset + (encoded ? loc.stored_blocks[b].offset : at);
       throw Error(ErrorCode::kCorrupt,
                   "checksum mismatch for key " + quoted(key) + " in data file " +
-                      quoted(join_path(directory_, loc.file)) + " at byte offset " +
-                      std::to_string(loc.byte_offset + at) + " (block " + std::to_string(b) + " of the item, " +
-                      std::to_string(n) + " bytes; stored " + hex64(loc.block_checksums[b]) + ", computed " +
-                      hex64(sum) + "), read by rank " + std::to_string(rank_));
+                      quoted(join_path(directory_, loc.file)) + " at byte offset " + std::to_string(where) +
+                      " (block " + std::to_string(b) + " of the item, " + std::to_string(n) + " bytes" +
+                      (encoded ? " decoded from " + std::to_string(loc.stored_blocks[b].length) + " stored" : "") +
+                      "; stored " + hex64(loc.block_checksums[b]) + ", computed " + hex64(sum) + "), read by rank " +
+                      std::to_string(rank_));
     }
   }
 }
@@ -204,10 +218,43 @@ void ReadEngine::verify_blocks(const std::string& key, const StorageLocation& lo
 Bytes ReadEngine::read_bytes(const std::string& key, const StorageLocation& loc) {
   Bytes out(loc.byte_length);
   if (loc.byte_length == 0) return out;
-  read_span([&](uint64_t) { return key; }, loc, loc.byte_offset, loc.byte_offset + loc.byte_length, out.data(),
-            false);
-  verify_blocks(key, loc, 0, loc.block_checksums.size() - 1, out.data());
+  const uint64_t last = loc.block_checksums.size() - 1;
+  if (loc.stored_blocks.empty()) {
+    read_span([&](uint64_t) { return key; }, loc, loc.byte_offset, loc.byte_offset + loc.byte_length, out.data(),
+              false);
+  } else {
+    const auto [begin, end] = stored_span(loc, 0, last, block_size_);
+    Bytes stored(end - begin);
+    read_span([&](uint64_t) { return key; }, loc, begin, end, stored.data(), false);
+    decode_blocks(key, loc, 0, last, stored.data(), out.data());
+  }
+  verify_blocks(key, loc, 0, last, out.data());
   return out;
+}
+
+void ReadEngine::decode_blocks(const std::string& key, const StorageLocation& loc, uint64_t first, uint64_t last,
+                               const std::byte* stored, std::byte* out) {
+  thread_local BlockDecoder decoder;
+  const uint64_t base = loc.stored_blocks[first].offset;
+  for (uint64_t b = first; b <= last; ++b) {
+    const StoredBlock& sb = loc.stored_blocks[b];
+    const uint64_t n = std::min(block_size_, loc.byte_length - b * block_size_);
+    const std::byte* src = stored + (sb.offset - base);
+    std::byte* dst = out + (b - first) * block_size_;
+    std::string problem;
+    if (sb.encoding == static_cast<uint8_t>(BlockEncoding::kRaw)) {
+      std::memcpy(dst, src, static_cast<size_t>(n));  // the metadata checked length == n
+    } else {
+      problem = decoder.decode(src, static_cast<size_t>(sb.length), dst, static_cast<size_t>(n));
+    }
+    if (!problem.empty()) {
+      throw Error(ErrorCode::kCorrupt, "corrupt encoded block for key " + quoted(key) + " in data file " +
+                                           quoted(join_path(directory_, loc.file)) + " at byte offset " +
+                                           std::to_string(loc.byte_offset + sb.offset) + " (block " +
+                                           std::to_string(b) + " of the item, " + std::to_string(sb.length) +
+                                           " stored bytes): " + problem + "; read by rank " + std::to_string(rank_));
+    }
+  }
 }
 
 }  // namespace dcpp::fs_detail

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "storage/fs/block_codec.h"
 #include "storage/fs/fs_common.h"
 
 namespace dcpp::fs_detail {
@@ -81,7 +82,7 @@ std::vector<Op> ReadPlan::make_ops(int rank, uint64_t max_read_bytes) const {
   auto file_pos = [&](size_t p) {
     const Piece& piece = pieces[p];
     const StorageLocation& loc = *items[piece.item].loc;
-    return std::make_pair(std::cref(loc.file), loc.byte_offset + piece_begin(piece));
+    return std::make_pair(std::cref(loc.file), stored_span(loc, piece.first, piece.last, block_size).first);
   };
   std::sort(mine.begin(), mine.end(), [&](size_t a, size_t b) {
     auto pa = file_pos(a), pb = file_pos(b);
@@ -94,8 +95,7 @@ std::vector<Op> ReadPlan::make_ops(int rank, uint64_t max_read_bytes) const {
   for (size_t p : mine) {
     const Piece& piece = pieces[p];
     const StorageLocation& loc = *items[piece.item].loc;
-    const uint64_t b = loc.byte_offset + piece_begin(piece);
-    const uint64_t e = loc.byte_offset + piece_end(piece);
+    const auto [b, e] = stored_span(loc, piece.first, piece.last, block_size);
     bool join = false;
     if (cur && *cur->file == loc.file && b >= cur->end && e - cur->begin <= max_read_bytes) {
       const uint64_t gap = b - cur->end;

@@ -165,6 +165,14 @@ void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, F
   convert_with<FileSystemWriter, FileSystemWriterOptions>(src_path, dst_path, std::move(fs));
 }
 
+void convert_to_dcpp(const std::string& src_path, const std::string& dst_path, const FileSystemWriterOptions& options) {
+  FileSystemWriterOptions wo = options;
+  if (!wo.filesystem) wo.filesystem = default_file_system();
+  CheckpointReader source(open_storage_reader(src_path, wo.filesystem));
+  FileSystemWriter writer(dst_path, wo);
+  stream_into(source, writer);
+}
+
 void convert_to_torch_dcp(const std::string& src_path, const std::string& dst_path, FileSystemPtr fs) {
   convert_with<TorchDcpWriter, TorchDcpWriterOptions>(src_path, dst_path, std::move(fs));
 }
