@@ -20,6 +20,7 @@
 #include "dcpp/chunk_coverage.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/planner.h"
+#include "synthetic_plans.h"
 
 namespace {
 
@@ -27,39 +28,9 @@ using namespace dcpp;
 
 constexpr int kTensors = 1000;
 constexpr int kReplicated = 10;  // of which replicated on every rank (biases, norms)
-constexpr int64_t kRowsPerRank = 4;
-constexpr int64_t kCols = 256;
+using bench::synthetic_key;
 
-std::string key_of(int t) {
-  char key[64];
-  std::snprintf(key, sizeof key, "model.layers.%d.weight", t);
-  return key;
-}
-
-std::vector<SavePlan> local_plans(int ranks) {
-  std::vector<SavePlan> plans(static_cast<size_t>(ranks));
-  for (int r = 0; r < ranks; ++r) {
-    auto& items = plans[static_cast<size_t>(r)].items;
-    items.reserve(kTensors);
-    for (int t = 0; t < kTensors; ++t) {
-      WriteItem item;
-      item.fqn = key_of(t);
-      item.dtype = DType::kBFloat16;
-      if (t < kReplicated) {
-        item.global_shape = {kCols};
-        item.offsets = {0};
-        item.sizes = {kCols};
-      } else {
-        item.global_shape = {kRowsPerRank * ranks, kCols};
-        item.offsets = {kRowsPerRank * r, 0};
-        item.sizes = {kRowsPerRank, kCols};
-      }
-      item.nbytes = static_cast<uint64_t>(shape_numel(item.sizes)) * 2;
-      items.push_back(std::move(item));
-    }
-  }
-  return plans;
-}
+std::vector<SavePlan> local_plans(int ranks) { return bench::synthetic_local_plans(ranks, kTensors, kReplicated); }
 
 // The metadata a save of `finals` writes (locations laid out as the writer would).
 Metadata metadata_of(const std::vector<SavePlan>& finals, int ranks) {
@@ -73,7 +44,7 @@ Metadata metadata_of(const std::vector<SavePlan>& finals, int ranks) {
       TensorMeta& tm = md.tensors[item.fqn];
       tm.dtype = item.dtype;
       tm.global_shape = item.global_shape;
-      StorageLocation loc{data_file_name(static_cast<int>(r)), end, item.nbytes, {0x9E3779B97F4A7C15ull ^ end}};
+      StorageLocation loc = bench::synthetic_location(static_cast<int>(r), end, item.nbytes);
       tm.chunks.push_back(ChunkMeta{item.offsets, item.sizes, std::move(loc)});
       end = align_up(end + item.nbytes, kIoAlignment);
       md.paths[item.fqn] = {PathElement{false, item.fqn, 0}};

@@ -36,6 +36,7 @@
 #include "dcpp/fs_storage.h"
 #include "dcpp/planner.h"
 #include "dcpp/state_dict.h"
+#include "synthetic_plans.h"
 
 namespace {
 
@@ -43,8 +44,6 @@ using namespace dcpp;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kReplicatedPer1000 = 10;  // replicated on every rank (biases, norms)
-constexpr int64_t kRowsPerRank = 4;
-constexpr int64_t kCols = 256;
 
 uint64_t status_kib(const char* field) {
   std::ifstream in("/proc/self/status");
@@ -86,11 +85,7 @@ class PlanningComm : public Communicator {
   int rank_, size_;
 };
 
-std::string key_of(int t) {
-  char key[64];
-  std::snprintf(key, sizeof key, "model.layers.%d.weight", t);
-  return key;
-}
+using bench::synthetic_key;
 
 struct Phase {
   const char* name;
@@ -115,27 +110,7 @@ void run(int ranks, int tensors) {
 
   std::vector<SavePlan> plans;
   phase("local save plans", [&] {
-    plans.resize(static_cast<size_t>(ranks));
-    for (int r = 0; r < ranks; ++r) {
-      auto& items = plans[static_cast<size_t>(r)].items;
-      items.reserve(static_cast<size_t>(tensors));
-      for (int t = 0; t < tensors; ++t) {
-        WriteItem item;
-        item.fqn = key_of(t);
-        item.dtype = DType::kBFloat16;
-        if (t < replicated) {
-          item.global_shape = {kCols};
-          item.offsets = {0};
-          item.sizes = {kCols};
-        } else {
-          item.global_shape = {kRowsPerRank * ranks, kCols};
-          item.offsets = {kRowsPerRank * r, 0};
-          item.sizes = {kRowsPerRank, kCols};
-        }
-        item.nbytes = static_cast<uint64_t>(shape_numel(item.sizes)) * 2;
-        items.push_back(std::move(item));
-      }
-    }
+    plans = bench::synthetic_local_plans(ranks, tensors, replicated);
     return std::to_string(static_cast<uint64_t>(ranks) * static_cast<uint64_t>(tensors)) + " items";
   });
 
@@ -163,7 +138,7 @@ void run(int ranks, int tensors) {
           tm.global_shape = item.global_shape;
           md.paths[item.fqn] = {PathElement{false, item.fqn, 0}};
         }
-        StorageLocation loc{data_file_name(static_cast<int>(r)), end, item.nbytes, {0x9E3779B97F4A7C15ull ^ end}};
+        StorageLocation loc = bench::synthetic_location(static_cast<int>(r), end, item.nbytes);
         tm.chunks.push_back(ChunkMeta{std::move(item.offsets), std::move(item.sizes), std::move(loc)});
         end = align_up(end + item.nbytes, kIoAlignment);
       }
@@ -193,11 +168,11 @@ void run(int ranks, int tensors) {
     DeviceMesh mesh(comm, Device::kCpu, {ranks});
     StateDict sd;
     for (int t = 0; t < tensors; ++t) {
-      const TensorMeta& tm = md.tensors.at(key_of(t));
+      const TensorMeta& tm = md.tensors.at(synthetic_key(t));
       Placement p = Replicate{};
       if (t >= replicated) p = Shard{resharded ? 1 : 0};
       LocalChunk c = compute_local_shape_and_global_offset(tm.global_shape, {ranks}, {rank}, {p});
-      sd.set(key_of(t), DTensor(Tensor::empty(c.local_shape, tm.dtype, Device::kMeta), mesh, {p}, tm.global_shape));
+      sd.set(synthetic_key(t), DTensor(Tensor::empty(c.local_shape, tm.dtype, Device::kMeta), mesh, {p}, tm.global_shape));
     }
     phase(resharded ? "resharded load plan (rank 0)" : "own load plan (1 rank)", [&] {
       DefaultLoadPlanner planner;
