@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import math
 import os
 from typing import Any, List, Optional, Tuple
 
@@ -282,22 +283,34 @@ class StorageWriter(_storage.StorageWriter, BlockingAsyncStager):
 class StorageReader(_storage.StorageReader):
     """Reads the native dcpp checkpoint at `path` for `dcp.load`.
 
-    io_threads: reader threads per rank. direct_io: O_DIRECT (cold reads)
-    where the file system allows it.
+    io_threads: reader threads per rank. direct_io: True reads with O_DIRECT
+    where the file system allows it (cold reads, no page cache), False
+    through the page cache; None (the default) decides per rank from the
+    global load plan: O_DIRECT unless over a quarter of the elements a rank
+    reads lie in saved chunks other ranks read too (a resharded load). DCP
+    gives the storage no communicator to share such reads through, so they
+    go through the page cache, where the ranks of one host read them from
+    the disk once.
     """
 
-    def __init__(self, path: str | os.PathLike, *, io_threads: int = 4, direct_io: bool = True) -> None:
+    # Share of a rank's elements in chunks other ranks also read above which
+    # the rank reads through the page cache (direct_io=None).
+    SHARED_READ_FRACTION = 0.25
+
+    def __init__(self, path: str | os.PathLike, *, io_threads: int = 4, direct_io: Optional[bool] = None) -> None:
         super().__init__()
         self.path = _path(path)
         self.io_threads = io_threads
         self.direct_io = direct_io
         self.rank = 0
         self._native: Optional[_core.RankReader] = None
+        self._native_direct = True
         self._chunk_index: dict = {}
 
-    def _reader(self) -> _core.RankReader:
-        if self._native is None:
-            self._native = _core.RankReader(self.path, self.rank, self.io_threads, self.direct_io)
+    def _reader(self, direct_io: bool = True) -> _core.RankReader:
+        if self._native is None or self._native_direct != direct_io:
+            self._native = _core.RankReader(self.path, self.rank, self.io_threads, direct_io)
+            self._native_direct = direct_io
         return self._native
 
     def reset(self, checkpoint_id: str | os.PathLike | None = None) -> None:
@@ -335,10 +348,30 @@ class StorageReader(_storage.StorageReader):
         return plan
 
     def prepare_global_plan(self, plans: List[_planner.LoadPlan]) -> List[_planner.LoadPlan]:
-        return plans
+        # Which ranks read each saved chunk, then each rank's share of
+        # elements in chunks that several ranks read: the verdict travels in
+        # the rank's plan (True: read through the page cache).
+        readers: dict = {}
+        for rank, plan in enumerate(plans):
+            for item in plan.items:
+                if item.type != _planner.LoadItemType.BYTE_IO:
+                    readers.setdefault((item.storage_index.fqn, tuple(item.storage_index.offset)), set()).add(rank)
+        verdicts = []
+        for rank, plan in enumerate(plans):
+            total = shared = 0
+            for item in plan.items:
+                if item.type == _planner.LoadItemType.BYTE_IO:
+                    continue
+                n = math.prod(item.lengths)
+                total += n
+                if len(readers[(item.storage_index.fqn, tuple(item.storage_index.offset))]) > 1:
+                    shared += n
+            verdicts.append(total > 0 and shared > self.SHARED_READ_FRACTION * total)
+        return [dataclasses.replace(p, storage_data=v) for p, v in zip(plans, verdicts)]
 
     def read_data(self, plan: _planner.LoadPlan, planner: _planner.LoadPlanner) -> Future:
-        reader = self._reader()
+        shared = plan.storage_data is True
+        reader = self._reader(self.direct_io if self.direct_io is not None else not shared)
         items, hosts, targets, value_items = [], [], [], []
         for item in plan.items:
             if item.type == _planner.LoadItemType.BYTE_IO:

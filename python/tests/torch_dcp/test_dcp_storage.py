@@ -249,3 +249,32 @@ def test_import_dcpp_without_torch():
     code = "import sys; sys.modules['torch'] = None\nimport dcpp\ntry:\n import dcpp.torch\nexcept ImportError:\n print('ok')"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stdout + run.stderr
+
+
+def test_reader_reads_through_the_page_cache_only_where_ranks_share_chunks(tmp_path):
+    """direct_io=None: a rank whose elements lie mostly in chunks other ranks
+    read too is told to read buffered; a rank reading its own chunks keeps
+    O_DIRECT. The verdicts are checked against plans built by hand."""
+    from torch.distributed.checkpoint import planner as _planner
+    from torch.distributed.checkpoint.metadata import MetadataIndex
+
+    def item(fqn, chunk_offset, lengths):
+        return _planner.ReadItem(
+            type=_planner.LoadItemType.TENSOR,
+            dest_index=MetadataIndex(fqn, chunk_offset), dest_offsets=torch.Size([0, 0]),
+            storage_index=MetadataIndex(fqn, chunk_offset), storage_offsets=torch.Size([0, 0]),
+            lengths=torch.Size(lengths))
+
+    # Rank 0 and 1 read their own row chunks of "w" (same sharding); ranks 2
+    # and 3 both read column halves of both chunks of "v" (resharded); rank 1
+    # also reads a small piece of a chunk rank 2 reads (under a quarter).
+    plans = [
+        _planner.LoadPlan([item("w", (0, 0), (8, 8))]),
+        _planner.LoadPlan([item("w", (8, 0), (8, 8)), item("v", (0, 0), (1, 2))]),
+        _planner.LoadPlan([item("v", (0, 0), (8, 4)), item("v", (8, 0), (8, 4))]),
+        _planner.LoadPlan([item("v", (0, 0), (8, 4)), item("v", (8, 0), (8, 4))]),
+    ]
+    reader = dcpp.torch.StorageReader(tmp_path)
+    verdicts = [p.storage_data for p in reader.prepare_global_plan(plans)]
+    assert verdicts == [False, False, True, True]
+    assert [p.items for p in reader.prepare_global_plan(plans)] == [p.items for p in plans]
