@@ -30,7 +30,7 @@ const Metadata& big_metadata() {
         const uint64_t len = 4 * 1024 * 2;
         tm.chunks.push_back(ChunkMeta{{int64_t{4} * r, 0}, {4, 1024},
                                       StorageLocation{data_file_name(r), file_end[r], len,
-                                                      {0x9E3779B97F4A7C15ull * (t * kRanks + r + 1)}}});
+                                                      {0x9E3779B97F4A7C15ull * (t * kRanks + r + 1)}, {}, std::nullopt}});
         file_end[r] = align_up(file_end[r] + len, kIoAlignment);
       }
       m.paths[key] = {PathElement{false, "model", 0}, PathElement{false, "layers", 0}, PathElement{true, "", t}};

@@ -33,8 +33,8 @@ Metadata tiny_metadata() {
   TensorMeta& w = md.tensors["w"];
   w.dtype = DType::kFloat32;
   w.global_shape = {2};
-  w.chunks.push_back(ChunkMeta{{0}, {2}, StorageLocation{"data-00000.bin", 0, 8, {kChunkSum}}});
-  md.values["step"] = ValueMeta{ValueKind::kInt64, StorageLocation{"data-00000.bin", 4096, 8, {kValueSum}}};
+  w.chunks.push_back(ChunkMeta{{0}, {2}, StorageLocation{"data-00000.bin", 0, 8, {kChunkSum}, {}, std::nullopt}});
+  md.values["step"] = ValueMeta{ValueKind::kInt64, StorageLocation{"data-00000.bin", 4096, 8, {kValueSum}, {}, std::nullopt}};
   md.paths["w"] = {PathElement{false, "w", 0}};
   md.paths["step"] = {PathElement{false, "step", 0}};
   return md;

@@ -33,7 +33,7 @@ void make_world(World& w, std::mt19937_64& rng, int world, uint64_t block_size) 
     tm.global_shape = {rows, cols};
     for (int64_t r0 = 0; r0 < rows;) {
       const int64_t n = std::min<int64_t>(rows - r0, static_cast<int64_t>(pick(1, 5)));
-      ChunkMeta c{{r0, 0}, {n, cols}, {"data-0", 0, static_cast<uint64_t>(n * cols) * dtype_size(tm.dtype), {}}};
+      ChunkMeta c{{r0, 0}, {n, cols}, {"data-0", 0, static_cast<uint64_t>(n * cols) * dtype_size(tm.dtype), {}, {}, std::nullopt}};
       c.location.block_checksums.resize((c.location.byte_length + block_size - 1) / block_size);
       tm.chunks.push_back(std::move(c));
       r0 += n;
