@@ -24,6 +24,7 @@
 
 #include "dcpp/comm.h"
 #include "dcpp/dtensor.h"
+#include "dcpp/fs_storage.h"
 #include "dcpp/state_dict.h"
 
 namespace dcpp::bench {
@@ -140,5 +141,8 @@ bool raw_io(const std::string& path, uint64_t bytes, int threads, bool write, bo
 // Runs fn on every rank of `comm` between two barriers; returns rank 0's
 // seconds on every rank. Collective.
 double timed(Communicator& comm, const std::function<void()>& fn);
+// The native reader's options of a benchmark load on `comm`: the bench's
+// reader threads and direct-I/O choice.
+FileSystemReaderOptions reader_options(const BenchOptions& o, CommPtr comm);
 
 }  // namespace dcpp::bench

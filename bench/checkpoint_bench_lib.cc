@@ -22,6 +22,7 @@
 #include "dcpp/error.h"
 #include "dcpp/fs_storage.h"
 #include "dcpp/io.h"
+#include "proc_memory.h"
 
 namespace dcpp::bench {
 namespace {
@@ -43,24 +44,8 @@ double median(std::vector<double> v) {
 
 namespace {
 
-uint64_t proc_status_kib(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(field);
-  while (std::getline(in, line)) {
-    if (line.compare(0, n, field) == 0) return std::strtoull(line.c_str() + n + 1, nullptr, 10);
-  }
-  return 0;
-}
-
 uint64_t peak_rss() { return proc_status_kib("VmHWM") * 1024; }
 uint64_t current_rss() { return proc_status_kib("VmRSS") * 1024; }
-// Resets VmHWM to the current RSS (Linux ≥ 4.0); false when not permitted.
-bool reset_peak_rss() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  return static_cast<bool>(out);
-}
 
 }  // namespace
 
@@ -278,6 +263,14 @@ bool raw_io(const std::string& path, uint64_t bytes, int threads, bool write, bo
   return direct;
 }
 
+FileSystemReaderOptions reader_options(const BenchOptions& o, CommPtr comm) {
+  FileSystemReaderOptions ropts;
+  ropts.io_threads = static_cast<size_t>(std::max(o.read_threads, 1));
+  ropts.direct_io = o.direct;
+  ropts.comm = std::move(comm);
+  return ropts;
+}
+
 double timed(Communicator& comm, const std::function<void()>& fn) {
   comm.barrier();
   const auto t0 = Clock::now();
@@ -476,11 +469,7 @@ BenchReport run_bench(const BenchOptions& in) {
         DeviceMesh mesh = init_device_mesh(comm, "cpu", {world});
         RankState st = build_state(specs, mesh, world, comm->rank(), use_transposed, false);
         if (comm->rank() == 0) drop_cache(ckpt);
-        FileSystemReaderOptions ropts;
-        ropts.io_threads = static_cast<size_t>(std::max(o.read_threads, 1));
-        ropts.direct_io = o.direct;
-        ropts.comm = comm;
-        FileSystemReader reader(ckpt, ropts);
+        FileSystemReader reader(ckpt, reader_options(o, comm));
         const double t = timed(*comm, [&] { load(st.sd, reader, LoadOptions{.comm = comm}); });
         uint64_t mine = reader.stats().bytes_read;
         comm->all_reduce(&mine, 1, DType::kInt64, ReduceOp::kSum);

@@ -148,11 +148,7 @@ int run_scale_command(const BenchOptions& in) {
             DeviceMesh mesh = init_device_mesh(comm, "cpu", {m});
             RankState st = build_state(specs, mesh, m, comm->rank(), layout.transposed, false);
             if (comm->rank() == 0) drop_cache(ckpt);
-            FileSystemReaderOptions ropts;
-            ropts.io_threads = static_cast<size_t>(std::max(o.read_threads, 1));
-            ropts.direct_io = o.direct;
-            ropts.comm = comm;
-            FileSystemReader reader(ckpt, ropts);
+            FileSystemReader reader(ckpt, reader_options(o, comm));
             const double s = timed(*comm, [&] { load(st.sd, reader, LoadOptions{.comm = comm}); });
             uint64_t counts[2] = {reader.stats().pieces_sent, reader.stats().messages_sent};
             comm->all_reduce(counts, 2, DType::kInt64, ReduceOp::kSum);

@@ -36,6 +36,7 @@
 #include "dcpp/fs_storage.h"
 #include "dcpp/planner.h"
 #include "dcpp/state_dict.h"
+#include "proc_memory.h"
 #include "synthetic_plans.h"
 
 namespace {
@@ -45,20 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kReplicatedPer1000 = 10;  // replicated on every rank (biases, norms)
 
-uint64_t status_kib(const char* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(field);
-  while (std::getline(in, line)) {
-    if (line.compare(0, n, field) == 0) return std::strtoull(line.c_str() + n + 1, nullptr, 10);
-  }
-  return 0;
-}
-
-void reset_peak() {
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-}
+using bench::proc_status_kib;
 
 // Planning needs a rank and a world size, never a message (a 1-D mesh only).
 class PlanningComm : public Communicator {
@@ -100,11 +88,11 @@ double gib(uint64_t kib) { return static_cast<double>(kib) / (1024.0 * 1024.0); 
 void run(int ranks, int tensors) {
   std::vector<Phase> phases;
   auto phase = [&](const char* name, const std::function<std::string()>& fn) {
-    reset_peak();
+    bench::reset_peak_rss();
     const auto t0 = Clock::now();
     std::string note = fn();
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    phases.push_back({name, s, gib(status_kib("VmHWM")), gib(status_kib("VmRSS")), note});
+    phases.push_back({name, s, gib(proc_status_kib("VmHWM")), gib(proc_status_kib("VmRSS")), note});
   };
   const int replicated = tensors * kReplicatedPer1000 / 1000;
 
